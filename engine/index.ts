@@ -1,0 +1,8 @@
+/**
+ * The engine's public API. server/, cli/ and bench/ import from here and nowhere deeper.
+ * Each area adds its explicit named exports below.
+ */
+export * from './errors';
+export { initBackend, tf, BACKEND_ORDER, type BackendName, type BackendReport } from './runtime/tf';
+export { readSafetensors, writeSafetensors, type SafetensorsFile } from './io/safetensors';
+export type { HostTensor, StateDict } from './io/host-tensor';
