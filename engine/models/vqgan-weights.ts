@@ -1,0 +1,302 @@
+/**
+ * VQGAN config and weight import: the taming-transformers `VQModel` hyperparameters
+ * (`embed_dim`, `n_embed`, `ddconfig`) and its state dict, turned into the typed weight tree
+ * that `vqgan.ts` runs. Key names and layouts follow taming-transformers
+ * (`taming/models/vqgan.py`, `taming/modules/diffusionmodules/model.py`,
+ * `taming/modules/vqvae/quantize.py`).
+ *
+ * Every expected key and shape is derived from the config, checked before any tensor is
+ * created, and the first missing or wrong one is named. Training-only keys (`loss.*`: the
+ * discriminator and LPIPS of a Lightning checkpoint) are ignored and listed.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf } from '../runtime/tf';
+import { ModelLoadError } from '../errors';
+import type { HostTensor, StateDict } from '../io/host-tensor';
+import { readSafetensors } from '../io/safetensors';
+
+/** taming `ddconfig`: the Encoder/Decoder hyperparameters. */
+export interface VqganDdConfig {
+  double_z: boolean;
+  z_channels: number;
+  resolution: number;
+  in_channels: number;
+  out_ch: number;
+  ch: number;
+  ch_mult: number[];
+  num_res_blocks: number;
+  attn_resolutions: number[];
+  dropout: number;
+}
+
+/** taming `VQModel` params. */
+export interface VqganConfig {
+  embed_dim: number;
+  n_embed: number;
+  ddconfig: VqganDdConfig;
+}
+
+/** A conv layer: `w` is HWIO (tfjs layout), `b` is [out]. */
+export interface Conv { w: tf.Tensor4D; b: tf.Tensor1D }
+/** GroupNorm affine parameters, [C] each. */
+export interface Norm { gamma: tf.Tensor1D; beta: tf.Tensor1D }
+export interface ResnetBlockWeights { norm1: Norm; conv1: Conv; norm2: Norm; conv2: Conv; ninShortcut?: Conv }
+export interface AttnBlockWeights { norm: Norm; q: Conv; k: Conv; v: Conv; projOut: Conv }
+export interface MidWeights { block1: ResnetBlockWeights; attn1: AttnBlockWeights; block2: ResnetBlockWeights }
+/** One resolution level: `blocks`, optional `attns` (one per block), optional resampling conv. */
+export interface LevelWeights { blocks: ResnetBlockWeights[]; attns: AttnBlockWeights[]; resample?: Conv }
+export interface CoderWeights { convIn: Conv; levels: LevelWeights[]; mid: MidWeights; normOut: Norm; convOut: Conv }
+
+export interface VqganWeights {
+  config: VqganConfig;
+  /** `levels[i]` is taming's `encoder.down[i]`. */
+  encoder: CoderWeights;
+  /** `levels[i]` is taming's `decoder.up[i]` (run from the last level to the first). */
+  decoder: CoderWeights;
+  quantConv: Conv;
+  postQuantConv: Conv;
+  /** `quantize.embedding.weight`, [n_embed, embed_dim]. */
+  codebook: tf.Tensor2D;
+  /** State-dict keys that were present but ignored (training-only `loss.*`). */
+  ignoredKeys: string[];
+}
+
+const IGNORED_PREFIXES = ['loss.'];
+
+function fail(option: string, rule: string, got: unknown): never {
+  throw new ModelLoadError(`The VQGAN config option \`${option}\` must be ${rule}, got ${JSON.stringify(got)}`);
+}
+const posInt = (v: unknown, option: string): number =>
+  Number.isInteger(v) && (v as number) > 0 ? (v as number) : fail(option, 'a positive integer', v);
+const intList = (v: unknown, option: string, minLen: number): number[] => {
+  if (!Array.isArray(v) || v.length < minLen) fail(option, `a list of at least ${minLen} positive integers`, v);
+  return (v as unknown[]).map((x, i) => posInt(x, `${option}[${i}]`));
+};
+
+/**
+ * Validate a VQGAN config: the flat `{embed_dim, n_embed, ddconfig}` form, or taming's
+ * yaml layout converted to JSON (`{model: {params: {...}}}` or `{params: {...}}`).
+ *
+ * @example
+ * const config = parseVqganConfig(JSON.parse(readFileSync('vqgan_config.json', 'utf8')));
+ */
+export function parseVqganConfig(raw: unknown): VqganConfig {
+  let p = raw as Record<string, any>;
+  if (p?.model?.params) p = p.model.params;
+  else if (p?.params && !p.ddconfig) p = p.params;
+  if (!p || typeof p !== 'object' || !p.ddconfig || typeof p.ddconfig !== 'object') fail('ddconfig', 'an object', p?.ddconfig);
+  const d = p.ddconfig as Record<string, unknown>;
+  const ddconfig: VqganDdConfig = {
+    double_z: d.double_z === undefined ? false : d.double_z === true ? true : d.double_z === false ? false : fail('ddconfig.double_z', 'a boolean', d.double_z),
+    z_channels: posInt(d.z_channels, 'ddconfig.z_channels'),
+    resolution: posInt(d.resolution, 'ddconfig.resolution'),
+    in_channels: posInt(d.in_channels, 'ddconfig.in_channels'),
+    out_ch: posInt(d.out_ch, 'ddconfig.out_ch'),
+    ch: posInt(d.ch, 'ddconfig.ch'),
+    ch_mult: intList(d.ch_mult, 'ddconfig.ch_mult', 1),
+    num_res_blocks: posInt(d.num_res_blocks, 'ddconfig.num_res_blocks'),
+    attn_resolutions: d.attn_resolutions === undefined ? [] : intList(d.attn_resolutions, 'ddconfig.attn_resolutions', 0),
+    dropout: typeof d.dropout === 'number' && d.dropout >= 0 && d.dropout < 1 ? d.dropout : d.dropout === undefined ? 0 : fail('ddconfig.dropout', 'a number in [0, 1)', d.dropout),
+  };
+  // GroupNorm(32) needs every channel count to be a multiple of 32.
+  for (const m of [1, ...ddconfig.ch_mult]) {
+    if ((ddconfig.ch * m) % 32 !== 0) fail('ddconfig.ch', 'such that ch × every ch_mult is a multiple of 32 (GroupNorm has 32 groups)', ddconfig.ch);
+  }
+  return { embed_dim: posInt(p.embed_dim, 'embed_dim'), n_embed: posInt(p.n_embed, 'n_embed'), ddconfig };
+}
+
+/**
+ * Every key the taming `VQModel` state dict holds for this config, with its PyTorch shape.
+ * Mirrors the constructors of taming's `Encoder` and `Decoder` (channel bookkeeping included).
+ */
+export function expectedVqganKeys(config: VqganConfig): Map<string, number[]> {
+  const { ch, ch_mult, num_res_blocks, attn_resolutions, in_channels, out_ch, z_channels, resolution, double_z } = config.ddconfig;
+  const keys = new Map<string, number[]>();
+  const conv = (name: string, cout: number, cin: number, k: number) => {
+    keys.set(`${name}.weight`, [cout, cin, k, k]);
+    keys.set(`${name}.bias`, [cout]);
+  };
+  const norm = (name: string, c: number) => { keys.set(`${name}.weight`, [c]); keys.set(`${name}.bias`, [c]); };
+  const resnet = (name: string, cin: number, cout: number) => {
+    norm(`${name}.norm1`, cin); conv(`${name}.conv1`, cout, cin, 3);
+    norm(`${name}.norm2`, cout); conv(`${name}.conv2`, cout, cout, 3);
+    if (cin !== cout) conv(`${name}.nin_shortcut`, cout, cin, 1);
+  };
+  const attn = (name: string, c: number) => {
+    norm(`${name}.norm`, c);
+    for (const p of ['q', 'k', 'v', 'proj_out']) conv(`${name}.${p}`, c, c, 1);
+  };
+  const mid = (name: string, c: number) => { resnet(`${name}.block_1`, c, c); attn(`${name}.attn_1`, c); resnet(`${name}.block_2`, c, c); };
+  const levels = ch_mult.length;
+  const inChMult = [1, ...ch_mult];
+
+  // Encoder: conv_in, per level num_res_blocks blocks (+ attn at attn_resolutions), downsample but last.
+  conv('encoder.conv_in', ch, in_channels, 3);
+  let res = resolution;
+  let blockIn = ch;
+  for (let i = 0; i < levels; i++) {
+    blockIn = ch * inChMult[i]!;
+    const blockOut = ch * ch_mult[i]!;
+    for (let j = 0; j < num_res_blocks; j++) {
+      resnet(`encoder.down.${i}.block.${j}`, blockIn, blockOut);
+      blockIn = blockOut;
+      if (attn_resolutions.includes(res)) attn(`encoder.down.${i}.attn.${j}`, blockIn);
+    }
+    if (i !== levels - 1) { conv(`encoder.down.${i}.downsample.conv`, blockIn, blockIn, 3); res = Math.floor(res / 2); }
+  }
+  mid('encoder.mid', blockIn);
+  norm('encoder.norm_out', blockIn);
+  conv('encoder.conv_out', double_z ? 2 * z_channels : z_channels, blockIn, 3);
+
+  // Decoder: built from the coarsest level up, num_res_blocks + 1 blocks per level.
+  blockIn = ch * ch_mult[levels - 1]!;
+  res = Math.floor(resolution / 2 ** (levels - 1));
+  conv('decoder.conv_in', blockIn, z_channels, 3);
+  mid('decoder.mid', blockIn);
+  for (let i = levels - 1; i >= 0; i--) {
+    const blockOut = ch * ch_mult[i]!;
+    for (let j = 0; j < num_res_blocks + 1; j++) {
+      resnet(`decoder.up.${i}.block.${j}`, blockIn, blockOut);
+      blockIn = blockOut;
+      if (attn_resolutions.includes(res)) attn(`decoder.up.${i}.attn.${j}`, blockIn);
+    }
+    if (i !== 0) { conv(`decoder.up.${i}.upsample.conv`, blockIn, blockIn, 3); res *= 2; }
+  }
+  norm('decoder.norm_out', blockIn);
+  conv('decoder.conv_out', out_ch, blockIn, 3);
+
+  conv('quant_conv', config.embed_dim, z_channels, 1);
+  conv('post_quant_conv', z_channels, config.embed_dim, 1);
+  keys.set('quantize.embedding.weight', [config.n_embed, config.embed_dim]);
+  return keys;
+}
+
+/**
+ * Check a state dict against the expected keys: throws naming the first missing key, the
+ * first wrong shape, or the unexpected keys; returns the ignored training-only keys.
+ */
+export function checkVqganStateDict(sd: StateDict, expected: Map<string, number[]>, source: string): string[] {
+  for (const [key, shape] of expected) {
+    const t = sd.get(key);
+    if (!t) throw new ModelLoadError(`${source}: VQGAN weight ${key} is missing (expected shape [${shape}])`);
+    if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: VQGAN weight ${key} has dtype ${t.storedAs}, expected a float type`);
+    if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+      throw new ModelLoadError(`${source}: VQGAN weight ${key} has shape [${t.shape}], the config implies [${shape}]`);
+    }
+  }
+  const ignored: string[] = [];
+  const unexpected: string[] = [];
+  for (const key of sd.keys()) {
+    if (expected.has(key)) continue;
+    if (IGNORED_PREFIXES.some((p) => key.startsWith(p))) ignored.push(key);
+    else unexpected.push(key);
+  }
+  if (unexpected.length) {
+    throw new ModelLoadError(`${source}: ${unexpected.length} weight(s) this VQGAN config does not use, e.g. ${unexpected.slice(0, 3).join(', ')} — is the config the one these weights were trained with?`);
+  }
+  return ignored;
+}
+
+/** Build the tf weight tree from a checked state dict. Conv kernels become HWIO. */
+export function buildVqganWeights(config: VqganConfig, sd: StateDict, ignoredKeys: string[] = []): VqganWeights {
+  const host = (key: string): HostTensor => sd.get(key)!;
+  const vec = (key: string) => tf.tensor1d(host(key).data as Float32Array);
+  // PyTorch stores conv kernels OIHW; tf.conv2d wants HWIO (and tfjs runs NHWC activations).
+  const conv = (name: string): Conv => {
+    const t = host(`${name}.weight`);
+    const w = tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [2, 3, 1, 0]));
+    return { w: w as tf.Tensor4D, b: vec(`${name}.bias`) };
+  };
+  const norm = (name: string): Norm => ({ gamma: vec(`${name}.weight`), beta: vec(`${name}.bias`) });
+  const resnet = (name: string): ResnetBlockWeights => ({
+    norm1: norm(`${name}.norm1`), conv1: conv(`${name}.conv1`), norm2: norm(`${name}.norm2`), conv2: conv(`${name}.conv2`),
+    ...(sd.has(`${name}.nin_shortcut.weight`) ? { ninShortcut: conv(`${name}.nin_shortcut`) } : {}),
+  });
+  const attn = (name: string): AttnBlockWeights => ({
+    norm: norm(`${name}.norm`), q: conv(`${name}.q`), k: conv(`${name}.k`), v: conv(`${name}.v`), projOut: conv(`${name}.proj_out`),
+  });
+  const mid = (name: string): MidWeights => ({ block1: resnet(`${name}.block_1`), attn1: attn(`${name}.attn_1`), block2: resnet(`${name}.block_2`) });
+  const { ch_mult, num_res_blocks } = config.ddconfig;
+  const levels = (prefix: string, blocks: number, resample: string): LevelWeights[] =>
+    ch_mult.map((_, i) => {
+      const at = `${prefix}.${i}`;
+      return {
+        blocks: Array.from({ length: blocks }, (_, j) => resnet(`${at}.block.${j}`)),
+        attns: sd.has(`${at}.attn.0.q.weight`) ? Array.from({ length: blocks }, (_, j) => attn(`${at}.attn.${j}`)) : [],
+        ...(sd.has(`${at}.${resample}.conv.weight`) ? { resample: conv(`${at}.${resample}.conv`) } : {}),
+      };
+    });
+  const coder = (name: 'encoder' | 'decoder'): CoderWeights => ({
+    convIn: conv(`${name}.conv_in`),
+    levels: name === 'encoder' ? levels('encoder.down', num_res_blocks, 'downsample') : levels('decoder.up', num_res_blocks + 1, 'upsample'),
+    mid: mid(`${name}.mid`),
+    normOut: norm(`${name}.norm_out`),
+    convOut: conv(`${name}.conv_out`),
+  });
+  const e = host('quantize.embedding.weight');
+  return {
+    config,
+    encoder: coder('encoder'),
+    decoder: coder('decoder'),
+    quantConv: conv('quant_conv'),
+    postQuantConv: conv('post_quant_conv'),
+    codebook: tf.tensor2d(e.data as Float32Array, e.shape as [number, number]),
+    ignoredKeys,
+  };
+}
+
+export type VqganSource = string | { configPath: string; weightsPath: string };
+
+const CONFIG_NAMES = ['vqgan_config.json', 'config.json'];
+const WEIGHT_NAMES = ['vqgan.safetensors', 'model.safetensors', 'vqgan.ckpt', 'model.ckpt', 'last.ckpt'];
+
+function resolveSource(source: VqganSource): { configPath: string; weightsPath: string } {
+  if (typeof source !== 'string') return source;
+  if (!existsSync(source) || !statSync(source).isDirectory()) throw new ModelLoadError(`VQGAN directory ${source} does not exist`);
+  const pick = (names: string[], what: string) => {
+    const found = names.map((n) => join(source, n)).find((p) => existsSync(p));
+    if (!found) throw new ModelLoadError(`${source} holds no VQGAN ${what} (looked for ${names.join(', ')})`);
+    return found;
+  };
+  return { configPath: pick(CONFIG_NAMES, 'config'), weightsPath: pick(WEIGHT_NAMES, 'weights') };
+}
+
+/**
+ * Load a taming-transformers VQGAN: config JSON plus weights as `.safetensors` or a
+ * (Lightning) torch checkpoint. Call `initBackend()` first; free with `disposeVqgan`.
+ *
+ * @example
+ * await initBackend();
+ * const vqgan = await loadVqgan('models/vqgan-imagenet-f16-1024');
+ * const h = vqganEncode(vqgan, imageNHWC);
+ */
+export async function loadVqgan(source: VqganSource): Promise<VqganWeights> {
+  const { configPath, weightsPath } = resolveSource(source);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    throw new ModelLoadError(`Cannot read the VQGAN config ${configPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const config = parseVqganConfig(raw);
+  if (!weightsPath.endsWith('.safetensors')) {
+    // TODO: torch checkpoints (.ckpt) load through engine/io/weights.ts once it lands.
+    throw new ModelLoadError(`${weightsPath}: only .safetensors VQGAN weights can be read so far`);
+  }
+  const sd = readSafetensors(weightsPath).tensors;
+  const ignored = checkVqganStateDict(sd, expectedVqganKeys(config), weightsPath);
+  return buildVqganWeights(config, sd, ignored);
+}
+
+/** Free every tensor of a loaded VQGAN. */
+export function disposeVqgan(w: VqganWeights): void {
+  const all: tf.Tensor[] = [];
+  const walk = (v: unknown) => {
+    if (v instanceof tf.Tensor) all.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk({ ...w, config: undefined, ignoredKeys: undefined });
+  tf.dispose(all);
+}
