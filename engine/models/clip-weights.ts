@@ -1,0 +1,282 @@
+/**
+ * CLIP weights: the Hugging Face `CLIPModel` state-dict names (the layout of the released
+ * openai/clip-vit-base-patch32 safetensors), the shape every one must have given the config,
+ * and their import into tfjs tensors. The forward pass lives in clip.ts.
+ *
+ * Linear weights with a bias are transposed once at load, from PyTorch's [out, in] to [in, out],
+ * so a layer is one `tf.fused.matMul(x, w) + b`: tfjs-wasm 4.22's fused matMul gives wrong
+ * results when transposeB and a bias are combined (measured: errors ~1 on random inputs), and
+ * the unfused alternative costs an extra pass over the activations. Bias-free projections and
+ * the patch embedding keep their stored layout and use `matMul(x, w, false, true)`.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ModelLoadError } from '../errors';
+import type { StateDict } from '../io/host-tensor';
+import { readSafetensors } from '../io/safetensors';
+import { tf } from '../runtime/tf';
+import type { ClipConfig, ClipTowerConfig } from './config';
+
+/** y = x·w + b, with w [in, out] (transposed from PyTorch's [out, in] at load). */
+export interface LinearWeights {
+  w: tf.Tensor2D;
+  b: tf.Tensor1D;
+}
+
+export interface LayerNormWeights {
+  gamma: tf.Tensor1D;
+  beta: tf.Tensor1D;
+}
+
+/** One pre-norm residual block: x + attn(ln1(x)), then x + mlp(ln2(x)). */
+export interface ClipBlockWeights {
+  ln1: LayerNormWeights;
+  /**
+   * q, k and v projections stacked into one [width, 3·width] linear so a block does one matmul
+   * instead of three. The q rows (weight and bias) are pre-multiplied by 1/√headDim, the
+   * scaling HF applies to q right after its projection.
+   */
+  qkv: LinearWeights;
+  out: LinearWeights;
+  ln2: LayerNormWeights;
+  fc1: LinearWeights;
+  fc2: LinearWeights;
+}
+
+export interface ClipVisionWeights {
+  /** The bias-free patch conv, OIHW [width, C, P, P] flattened to [width, C·P·P]: a conv with stride = kernel is a matmul over flattened patches. */
+  patch: tf.Tensor2D;
+  classEmbedding: tf.Tensor1D;
+  /** [1 + patches, width] */
+  positionEmbedding: tf.Tensor2D;
+  preLn: LayerNormWeights;
+  layers: ClipBlockWeights[];
+  postLn: LayerNormWeights;
+  /** visual_projection.weight, [embed, width] (bias-free). */
+  projection: tf.Tensor2D;
+}
+
+export interface ClipTextWeights {
+  /** [vocab, width] */
+  tokenEmbedding: tf.Tensor2D;
+  /** [context, width] */
+  positionEmbedding: tf.Tensor2D;
+  layers: ClipBlockWeights[];
+  finalLn: LayerNormWeights;
+  /** text_projection.weight, [embed, width] (bias-free). */
+  projection: tf.Tensor2D;
+}
+
+/** Every tensor of a CLIP model, plus the config the forward functions read their sizes from. */
+export interface ClipWeights {
+  config: ClipConfig;
+  vision: ClipVisionWeights;
+  text: ClipTextWeights;
+  /** log of the softmax temperature; logits are scaled by exp(logitScale). */
+  logitScale: tf.Scalar;
+}
+
+/** Keys real checkpoints carry that the forward pass does not use (HF's `position_ids` buffers). */
+const IGNORED_KEY = /(^|\.)position_ids$/;
+
+function towerShapes(prefix: string, c: ClipTowerConfig, into: Map<string, number[]>): void {
+  const W = c.hiddenSize;
+  const I = c.intermediateSize;
+  for (let l = 0; l < c.numHiddenLayers; l++) {
+    const p = `${prefix}.encoder.layers.${l}`;
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) {
+      into.set(`${p}.self_attn.${proj}.weight`, [W, W]);
+      into.set(`${p}.self_attn.${proj}.bias`, [W]);
+    }
+    into.set(`${p}.layer_norm1.weight`, [W]).set(`${p}.layer_norm1.bias`, [W]);
+    into.set(`${p}.mlp.fc1.weight`, [I, W]).set(`${p}.mlp.fc1.bias`, [I]);
+    into.set(`${p}.mlp.fc2.weight`, [W, I]).set(`${p}.mlp.fc2.bias`, [W]);
+    into.set(`${p}.layer_norm2.weight`, [W]).set(`${p}.layer_norm2.bias`, [W]);
+  }
+}
+
+/**
+ * The name and shape of every tensor a CLIPModel with this config has.
+ *
+ * @example
+ * expectedClipShapes(config).get('visual_projection.weight'); // [projection_dim, vision hidden_size]
+ */
+export function expectedClipShapes(config: ClipConfig): Map<string, number[]> {
+  const { vision: v, text: t, projectionDim: E } = config;
+  const patchesPerSide = v.imageSize / v.patchSize;
+  const m = new Map<string, number[]>();
+  m.set('vision_model.embeddings.class_embedding', [v.hiddenSize]);
+  m.set('vision_model.embeddings.patch_embedding.weight', [v.hiddenSize, v.numChannels, v.patchSize, v.patchSize]);
+  m.set('vision_model.embeddings.position_embedding.weight', [1 + patchesPerSide ** 2, v.hiddenSize]);
+  m.set('vision_model.pre_layrnorm.weight', [v.hiddenSize]).set('vision_model.pre_layrnorm.bias', [v.hiddenSize]); // sic: upstream spelling
+  towerShapes('vision_model', v, m);
+  m.set('vision_model.post_layernorm.weight', [v.hiddenSize]).set('vision_model.post_layernorm.bias', [v.hiddenSize]);
+  m.set('visual_projection.weight', [E, v.hiddenSize]);
+  m.set('text_model.embeddings.token_embedding.weight', [t.vocabSize, t.hiddenSize]);
+  m.set('text_model.embeddings.position_embedding.weight', [t.maxPositionEmbeddings, t.hiddenSize]);
+  towerShapes('text_model', t, m);
+  m.set('text_model.final_layer_norm.weight', [t.hiddenSize]).set('text_model.final_layer_norm.bias', [t.hiddenSize]);
+  m.set('text_projection.weight', [E, t.hiddenSize]);
+  m.set('logit_scale', []);
+  return m;
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+/**
+ * Check a state dict against the config: every expected key present with its shape, and no
+ * key the architecture does not have (which would mean a config/weights mismatch). A scalar
+ * stored as [1] (as `logit_scale` often is) is accepted. Returns the training-only keys ignored.
+ * Throws a ModelLoadError naming the first missing, misshapen or unexpected key.
+ */
+export function checkClipStateDict(tensors: StateDict, config: ClipConfig, source = 'CLIP weights'): string[] {
+  const expected = expectedClipShapes(config);
+  for (const [key, shape] of expected) {
+    const t = tensors.get(key);
+    if (!t) throw new ModelLoadError(`${source}: missing tensor \`${key}\` (expected shape ${fmt(shape)})`);
+    const ok = sameShape(t.shape, shape) || (shape.length === 0 && t.shape.length <= 1 && t.data.length === 1);
+    if (!ok) throw new ModelLoadError(`${source}: tensor \`${key}\` has shape ${fmt(t.shape)}, expected ${fmt(shape)} from the config`);
+    if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: tensor \`${key}\` is ${t.storedAs}, expected a floating-point type`);
+  }
+  const ignored: string[] = [];
+  for (const key of tensors.keys()) {
+    if (expected.has(key)) continue;
+    if (IGNORED_KEY.test(key)) { ignored.push(key); continue; }
+    throw new ModelLoadError(`${source}: unexpected tensor \`${key}\`: the config does not describe it (wrong config, or not a CLIPModel checkpoint?)`);
+  }
+  return ignored;
+}
+
+/** Turn a checked state dict into tfjs tensors (which the caller owns: see disposeClipWeights). */
+export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig, source?: string): ClipWeights {
+  checkClipStateDict(tensors, config, source);
+  const created: tf.Tensor[] = [];
+  const host = (key: string) => tensors.get(key)!;
+  const keep = <T extends tf.Tensor>(t: T): T => { created.push(t); return t; };
+  const t1 = (key: string) => keep(tf.tensor1d(host(key).data as Float32Array));
+  const t2 = (key: string, shape?: [number, number]) => keep(tf.tensor2d(host(key).data as Float32Array, shape ?? (host(key).shape as [number, number])));
+  const ln = (p: string): LayerNormWeights => ({ gamma: t1(`${p}.weight`), beta: t1(`${p}.bias`) });
+  // [out, in] -> [in, out] (see the header for why linear weights are transposed).
+  const lin = (p: string): LinearWeights => {
+    const { data, shape } = host(`${p}.weight`);
+    return { w: keep(tf.tensor2d(transposeHost(data as Float32Array, shape[0]!, shape[1]!), [shape[1]!, shape[0]!])), b: t1(`${p}.bias`) };
+  };
+
+  const block = (p: string, c: ClipTowerConfig): ClipBlockWeights => {
+    const scale = 1 / Math.sqrt(c.hiddenSize / c.numAttentionHeads);
+    const a = `${p}.self_attn`;
+    const W = c.hiddenSize;
+    // Three [W, W] weights stacked as [3W, W] (rows are output features, so this stacks the
+    // q, k and v outputs), then transposed to [W, 3W]. Done on the host: no temporary tensors.
+    const stacked = new Float32Array(3 * W * W);
+    const b = new Float32Array(3 * W);
+    ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => {
+      const s = i === 0 ? scale : 1;
+      stacked.set((host(`${a}.${proj}.weight`).data as Float32Array).map((x) => x * s), i * W * W);
+      b.set((host(`${a}.${proj}.bias`).data as Float32Array).map((x) => x * s), i * W);
+    });
+    const qkv = { w: keep(tf.tensor2d(transposeHost(stacked, 3 * W, W), [W, 3 * W])), b: keep(tf.tensor1d(b)) };
+    return { ln1: ln(`${p}.layer_norm1`), qkv, out: lin(`${a}.out_proj`), ln2: ln(`${p}.layer_norm2`), fc1: lin(`${p}.mlp.fc1`), fc2: lin(`${p}.mlp.fc2`) };
+  };
+  const layers = (prefix: string, c: ClipTowerConfig) => Array.from({ length: c.numHiddenLayers }, (_, l) => block(`${prefix}.encoder.layers.${l}`, c));
+
+  try {
+    const v = config.vision;
+    const patchShape = host('vision_model.embeddings.patch_embedding.weight').shape;
+    const vision: ClipVisionWeights = {
+      // OIHW [W, C, P, P] -> [W, C·P·P]: a plain reshape, the flattening order (c, y, x) the patches use too.
+      patch: t2('vision_model.embeddings.patch_embedding.weight', [patchShape[0]!, v.numChannels * v.patchSize ** 2]),
+      classEmbedding: t1('vision_model.embeddings.class_embedding'),
+      positionEmbedding: t2('vision_model.embeddings.position_embedding.weight'),
+      preLn: ln('vision_model.pre_layrnorm'),
+      layers: layers('vision_model', v),
+      postLn: ln('vision_model.post_layernorm'),
+      projection: t2('visual_projection.weight'),
+    };
+    const text: ClipTextWeights = {
+      tokenEmbedding: t2('text_model.embeddings.token_embedding.weight'),
+      positionEmbedding: t2('text_model.embeddings.position_embedding.weight'),
+      layers: layers('text_model', config.text),
+      finalLn: ln('text_model.final_layer_norm'),
+      projection: t2('text_projection.weight'),
+    };
+    const logitScale = keep(tf.scalar(host('logit_scale').data[0]!));
+    return { config, vision, text, logitScale };
+  } catch (err) {
+    for (const t of created) t.dispose();
+    throw err;
+  }
+}
+
+/** A row-major [rows, cols] matrix -> its [cols, rows] transpose. */
+function transposeHost(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  return out;
+}
+
+/** Every tensor a ClipWeights holds. */
+export function weightTensors(w: Omit<ClipWeights, 'config'>): tf.Tensor[] {
+  const out: tf.Tensor[] = [w.logitScale];
+  const visit = (o: unknown): void => {
+    if (o instanceof tf.Tensor) out.push(o);
+    else if (Array.isArray(o)) o.forEach(visit);
+    else if (o && typeof o === 'object') Object.values(o).forEach(visit);
+  };
+  visit(w.vision);
+  visit(w.text);
+  return out;
+}
+
+export function disposeClipWeights(w: ClipWeights): void {
+  for (const t of weightTensors(w)) t.dispose();
+}
+
+/**
+ * The config and weight files of a model directory: `config.json` (or `clip_config.json`), and
+ * the weights of findClipWeights.
+ */
+export function findClipFiles(dir: string): { configPath: string; weightsPaths: string[] } {
+  if (!existsSync(dir)) throw new ModelLoadError(`Model directory ${dir} does not exist`);
+  const configPath = ['config.json', 'clip_config.json'].map((f) => join(dir, f)).find((p) => existsSync(p));
+  if (!configPath) throw new ModelLoadError(`${dir} has no config.json (or clip_config.json)`);
+  return { configPath, weightsPaths: findClipWeights(dir) };
+}
+
+/**
+ * The weight files of a model directory: the shards of `model.safetensors.index.json`,
+ * `model.safetensors`, `clip.safetensors`, or the directory's only `.safetensors` file.
+ */
+export function findClipWeights(dir: string): string[] {
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(index)) {
+    let map: Record<string, string>;
+    try {
+      map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
+    } catch (err) {
+      throw new ModelLoadError(`${index} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+    return [...new Set(Object.values(map))].map((f) => join(dir, f));
+  }
+  for (const name of ['model.safetensors', 'clip.safetensors']) {
+    if (existsSync(join(dir, name))) return [join(dir, name)];
+  }
+  const all = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.safetensors')) : [];
+  if (all.length !== 1) {
+    throw new ModelLoadError(`${dir}: cannot tell which weights to load: expected model.safetensors, clip.safetensors or a single .safetensors file, found ${all.length ? all.join(', ') : 'none'}`);
+  }
+  return [join(dir, all[0]!)];
+}
+
+/** Read one or more safetensors files into one state dict. */
+export function readClipStateDict(weightsPaths: string[]): StateDict {
+  const merged: StateDict = new Map();
+  for (const path of weightsPaths) {
+    if (!path.endsWith('.safetensors')) {
+      throw new ModelLoadError(`${basename(path)}: only .safetensors weights are read here; read other formats with the weights reader and pass {config, tensors}`);
+    }
+    for (const [k, t] of readSafetensors(path).tensors) merged.set(k, t);
+  }
+  return merged;
+}
