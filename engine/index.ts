@@ -8,3 +8,11 @@ export { readSafetensors, writeSafetensors, type SafetensorsFile } from './io/sa
 export type { HostTensor, StateDict } from './io/host-tensor';
 export { readTorchCheckpoint, type TorchCheckpoint, type TorchReadOptions } from './io/torch';
 export { readStateDict, checkStateDict, type LoadedWeights, type CheckOptions } from './io/weights';
+export {
+  loadClip, encodeImage, encodeText, logitsPerImage, normalizePixels,
+  type Clip, type ClipSource, type ClipWeights,
+} from './models/clip';
+export {
+  parseClipConfig, readClipConfig, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD,
+  type ClipConfig, type ClipTextConfig, type ClipVisionConfig, type ClipPreprocessConfig,
+} from './models/config';

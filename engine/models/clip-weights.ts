@@ -10,10 +10,10 @@
  * the patch embedding keep their stored layout and use `matMul(x, w, false, true)`.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { ModelLoadError } from '../errors';
 import type { StateDict } from '../io/host-tensor';
-import { readSafetensors } from '../io/safetensors';
+import { checkStateDict, readStateDict } from '../io/weights';
 import { tf } from '../runtime/tf';
 import type { ClipConfig, ClipTowerConfig } from './config';
 
@@ -76,9 +76,6 @@ export interface ClipWeights {
   logitScale: tf.Scalar;
 }
 
-/** Keys real checkpoints carry that the forward pass does not use (HF's `position_ids` buffers). */
-const IGNORED_KEY = /(^|\.)position_ids$/;
-
 function towerShapes(prefix: string, c: ClipTowerConfig, into: Map<string, number[]>): void {
   const W = c.hiddenSize;
   const I = c.intermediateSize;
@@ -121,29 +118,17 @@ export function expectedClipShapes(config: ClipConfig): Map<string, number[]> {
   return m;
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
-const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
-
 /**
- * Check a state dict against the config: every expected key present with its shape, and no
- * key the architecture does not have (which would mean a config/weights mismatch). A scalar
- * stored as [1] (as `logit_scale` often is) is accepted. Returns the training-only keys ignored.
- * Throws a ModelLoadError naming the first missing, misshapen or unexpected key.
+ * Check a state dict against the config (io/weights `checkStateDict`): every expected key present
+ * with its shape, and no key the architecture lacks except training-only buffers such as HF's
+ * `position_ids`, which are returned. Throws a ModelLoadError naming the first bad key.
  */
 export function checkClipStateDict(tensors: StateDict, config: ClipConfig, source = 'CLIP weights'): string[] {
   const expected = expectedClipShapes(config);
-  for (const [key, shape] of expected) {
-    const t = tensors.get(key);
-    if (!t) throw new ModelLoadError(`${source}: missing tensor \`${key}\` (expected shape ${fmt(shape)})`);
-    const ok = sameShape(t.shape, shape) || (shape.length === 0 && t.shape.length <= 1 && t.data.length === 1);
-    if (!ok) throw new ModelLoadError(`${source}: tensor \`${key}\` has shape ${fmt(t.shape)}, expected ${fmt(shape)} from the config`);
-    if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: tensor \`${key}\` is ${t.storedAs}, expected a floating-point type`);
-  }
-  const ignored: string[] = [];
-  for (const key of tensors.keys()) {
-    if (expected.has(key)) continue;
-    if (IGNORED_KEY.test(key)) { ignored.push(key); continue; }
-    throw new ModelLoadError(`${source}: unexpected tensor \`${key}\`: the config does not describe it (wrong config, or not a CLIPModel checkpoint?)`);
+  const { ignored } = checkStateDict(tensors, expected, { modelName: source });
+  for (const key of expected.keys()) {
+    const t = tensors.get(key)!;
+    if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: ${key} is ${t.storedAs}, expected a floating-point type`);
   }
   return ignored;
 }
@@ -269,14 +254,11 @@ export function findClipWeights(dir: string): string[] {
   return [join(dir, all[0]!)];
 }
 
-/** Read one or more safetensors files into one state dict. */
-export function readClipStateDict(weightsPaths: string[]): StateDict {
+/** Read one or more weight files (safetensors or torch zips, see io/weights) into one state dict. */
+export async function readClipStateDict(weightsPaths: string[]): Promise<StateDict> {
   const merged: StateDict = new Map();
   for (const path of weightsPaths) {
-    if (!path.endsWith('.safetensors')) {
-      throw new ModelLoadError(`${basename(path)}: only .safetensors weights are read here; read other formats with the weights reader and pass {config, tensors}`);
-    }
-    for (const [k, t] of readSafetensors(path).tensors) merged.set(k, t);
+    for (const [k, t] of (await readStateDict(path)).tensors) merged.set(k, t);
   }
   return merged;
 }

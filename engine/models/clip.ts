@@ -218,12 +218,12 @@ export async function loadClip(source: ClipSource): Promise<Clip> {
       ? { configPath: source, weightsPaths: findClipWeights(dirname(source)) }
       : findClipFiles(source);
     config = readClipConfig(files.configPath);
-    tensors = readClipStateDict(files.weightsPaths);
+    tensors = await readClipStateDict(files.weightsPaths);
     where = files.weightsPaths.join(', ');
   } else if ('configPath' in source) {
     const weightsPaths = Array.isArray(source.weightsPath) ? source.weightsPath : [source.weightsPath];
     config = readClipConfig(source.configPath, source.preprocessorPath);
-    tensors = readClipStateDict(weightsPaths);
+    tensors = await readClipStateDict(weightsPaths);
     where = weightsPaths.join(', ');
   } else if (source && typeof source === 'object' && 'tensors' in source) {
     config = isParsed(source.config) ? source.config : parseClipConfig(source.config);

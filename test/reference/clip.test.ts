@@ -20,7 +20,7 @@ async function loadCase(dir: string) {
     assert.ok(t, `${dir}/cases.safetensors lacks ${k}`);
     return t;
   };
-  const tensor = <R extends tf.Rank>(k: string) => tf.tensor(get(k).data, get(k).shape, get(k).dtype === 'int32' ? 'int32' : 'float32') as tf.Tensor<R>;
+  const tensor = <R extends tf.Rank>(k: string) => tf.tensor(get(k).data, get(k).shape, get(k).dtype === 'int32' ? 'int32' : 'float32') as unknown as tf.Tensor<R>;
   return { clip, get, tensor };
 }
 
@@ -82,7 +82,7 @@ for (const dir of fixtureDirs()) {
     t.diagnostic(`backend ${tf.getBackend()}`);
     const pixels = tensor<tf.Rank.R4>('clip.pixel_values');
     try {
-      const f = (x: tf.Tensor4D) => tf.sum(encodeImage(clip, x));
+      const f = (x: tf.Tensor) => tf.sum(encodeImage(clip, x as tf.Tensor4D));
       const grad = tf.grad(f)(pixels);
       const g = await grad.data();
       assert.deepEqual(grad.shape, pixels.shape);
@@ -92,7 +92,7 @@ for (const dir of fixtureDirs()) {
       // derivative along the gradient itself with a central finite difference.
       const eps = 1e-2;
       const unit = tf.div(grad, tf.norm(grad));
-      const [plus, minus] = [1, -1].map((s) => tf.tidy(() => f(tf.add(pixels, tf.mul(unit, s * eps)) as tf.Tensor4D).dataSync()[0]!));
+      const [plus, minus] = [1, -1].map((s) => tf.tidy(() => f(tf.add(pixels, tf.mul(unit, s * eps))).dataSync()[0]!));
       const numeric = (plus! - minus!) / (2 * eps);
       const analytic = (await tf.norm(grad).data())[0]!;
       t.diagnostic(`directional derivative: analytic ${analytic.toFixed(5)}, finite difference ${numeric.toFixed(5)}`);
