@@ -39,6 +39,17 @@ export function isPyCallable(x: unknown): x is PyCallable {
   return typeof x === 'object' && x !== null && typeof (x as PyCallable).call === 'function' && typeof (x as PyCallable).pyName === 'string';
 }
 
+/** An object built by an allowed class that is a dict or list subclass (SETITEMS / APPENDS on it). */
+export interface PyContainer {
+  set(key: unknown, value: unknown): void;
+  append(value: unknown): void;
+}
+
+function asContainer(x: unknown): PyContainer | undefined {
+  const c = x as PyContainer | null;
+  return typeof c === 'object' && c !== null && typeof c.set === 'function' && typeof c.append === 'function' ? c : undefined;
+}
+
 const attributes = new WeakMap<object, unknown>();
 
 /** The instance attributes a BUILD opcode gave a dict (e.g. the `_metadata` of a state dict). */
@@ -125,14 +136,17 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
     return f as PyCallable;
   };
   const setItems = (dict: unknown, items: unknown[]) => {
-    if (!(dict instanceof Map)) fail(`SETITEM on ${describe(dict)}, not a dict`);
     if (items.length % 2) fail('SETITEMS with an odd number of items');
-    for (let i = 0; i < items.length; i += 2) (dict as Map<unknown, unknown>).set(items[i], items[i + 1]);
+    const target = dict instanceof Map ? dict : asContainer(dict);
+    if (!target) return fail(`SETITEM on ${describe(dict)}, not a dict`);
+    for (let i = 0; i < items.length; i += 2) target.set(items[i], items[i + 1]);
   };
   const appendAll = (list: unknown, items: unknown[]) => {
     if (Array.isArray(list)) { for (const x of items) list.push(x); return; }
     if (list instanceof Set) { for (const x of items) list.add(x); return; }
-    fail(`APPEND on ${describe(list)}, not a list`);
+    const target = asContainer(list);
+    if (!target) return fail(`APPEND on ${describe(list)}, not a list`);
+    for (const x of items) target.append(x);
   };
 
   for (;;) {

@@ -16,7 +16,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { ModelLoadError } from '../errors';
 import { decodeElements, numel, storedElementSize, type HostTensor, type StateDict } from './host-tensor';
-import { unpickle, describe, type PyCallable, type PyStateful } from './pickle';
+import { unpickle, describe, type PyCallable, type PyContainer, type PyStateful } from './pickle';
 
 export interface TorchCheckpoint {
   /** Every tensor of the state dict (or of the top-level dict), named by its key path. */
@@ -63,11 +63,17 @@ class TensorRef implements PyStateful {
   setState(): void { /* a tensor's Python __dict__ (rare) carries nothing we need */ }
 }
 
-/** A Lightning/numpy/omegaconf object: its name and whatever state the pickle gave it. */
-class InertObject implements PyStateful {
+/**
+ * A Lightning/numpy/omegaconf object: its name and whatever state and items the pickle gave it
+ * (Lightning's AttributeDict is a dict subclass, so SETITEMS lands on it).
+ */
+class InertObject implements PyStateful, PyContainer {
   state: unknown;
+  readonly items: unknown[] = [];
   constructor(readonly pyName: string, readonly args: unknown[]) {}
   setState(state: unknown): void { this.state = state; }
+  set(key: unknown, value: unknown): void { this.items.push([key, value]); }
+  append(value: unknown): void { this.items.push(value); }
 }
 
 const fn = (pyName: string, call: (args: unknown[]) => unknown): PyCallable => ({ pyName, call });
@@ -117,6 +123,11 @@ function resolveGlobal(source: string, module: string, name: string): unknown {
       return fn(full, (args) => args.map(String).join(':'));
     case '_codecs.encode': // protocol 2 spells bytes as _codecs.encode(str, 'latin1')
       return fn(full, (args) => Uint8Array.from(String(args[0]), (c) => c.charCodeAt(0) & 0xff));
+    case 'copyreg._reconstructor': case 'copy_reg._reconstructor': // (cls, base, state): protocol 0/1 objects
+      return fn(full, (args) => {
+        if (!(typeof args[0] === 'object' && args[0] !== null && 'call' in args[0])) throw new ModelLoadError(`${source}: ${full} of ${describe(args[0])}`);
+        return (args[0] as PyCallable).call([]);
+      });
     case 'builtins.set': case '__builtin__.set': case 'builtins.frozenset':
       return fn(full, (args) => new Set(args[0] as Iterable<unknown>));
   }
@@ -286,9 +297,9 @@ function gather(src: Buffer, size: number, offset: number, shape: number[], stri
     if (innerStride === 1) {
       out.set(src.subarray(base * size, (base + inner) * size), o * size);
     } else {
-      for (let i = 0; i < inner; i++) {
+      for (let i = 0, to = o * size; i < inner; i++) {
         const from = (base + i * innerStride) * size;
-        out.set(src.subarray(from, from + size), (o + i) * size);
+        for (let b = 0; b < size; b++) out[to++] = src[from + b]!;
       }
     }
     for (let d = rank - 2; d >= 0; d--) { // advance the odometer

@@ -23,6 +23,7 @@ export class PickleWriter {
   setitems() { return this.op(0x75); }
   appends() { return this.op(0x65); }
   reduce() { return this.op(0x52); }
+  newobj() { return this.op(0x81); }
   build() { return this.op(0x62); }
   binpersid() { return this.op(0x51); }
   binput(i: number) { return this.op(0x71, i); }

@@ -80,6 +80,9 @@ test('a Lightning checkpoint yields its state_dict, scalars in extra, the rest i
   p.str('epoch').int(7).str('global_step').int(123456).str('pytorch-lightning_version').str('1.0.8');
   p.str('callbacks').emptyDict().global('pytorch_lightning.callbacks.model_checkpoint', 'ModelCheckpoint');
   p.emptyDict().str('best_model_score').float(0.25).setitem().setitem();
+  // hyper_parameters: an AttributeDict (a dict subclass) built by NEWOBJ and filled by SETITEMS
+  p.str('hyper_parameters').global('pytorch_lightning.utilities.parsing', 'AttributeDict').emptyTuple().newobj();
+  p.mark().str('embed_dim').int(256).str('n_embed').int(1024).setitems();
   p.str('optimizer_states').emptyList().mark();
   writeTensor(p.emptyDict().str('exp_avg'), f32('9', 1, 0, [1], [1])).setitem();
   p.appends();
@@ -102,7 +105,7 @@ test('a Lightning checkpoint yields its state_dict, scalars in extra, the rest i
   assert.deepEqual(tensors.get('loss.logvar')!.shape, []);
   assert.deepEqual([...tensors.get('loss.logvar')!.data], [-1.5]);
   assert.deepEqual(extra, { epoch: 7, global_step: 123456, 'pytorch-lightning_version': '1.0.8' });
-  assert.deepEqual(ignored.sort(), ['callbacks', 'optimizer_states']);
+  assert.deepEqual(ignored.sort(), ['callbacks', 'hyper_parameters', 'optimizer_states']);
 });
 
 test('the filter skips tensors without reading their storage', async () => {
