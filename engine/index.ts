@@ -16,3 +16,8 @@ export {
   parseClipConfig, readClipConfig, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD,
   type ClipConfig, type ClipTextConfig, type ClipVisionConfig, type ClipPreprocessConfig,
 } from './models/config';
+export { ClipTokenizer } from './models/tokenizer';
+export {
+  decodeImage, preprocessForClip, preprocessBatch, toClipPixels, encodePng, encodeWebp, chwToRgbBytes, resizeRgb,
+  type RgbImage, type ClipPreprocess, type DecodeOptions, type ResizeKernel,
+} from './io/images';
