@@ -65,7 +65,13 @@ export function readSafetensors(path: string, filter?: (name: string) => boolean
       const bytes = Buffer.alloc(end - begin);
       readSync(fd, bytes, 0, end - begin, dataStart + begin);
       const count = numel(entry.shape);
-      const decoded = decodeElements(entry.dtype, bytes, count, `${path}: ${name}`);
+      let decoded: ReturnType<typeof decodeElements>;
+      try {
+        decoded = decodeElements(entry.dtype, bytes, count, `${path}: ${name}`);
+      } catch (err) {
+        // A header whose byte range disagrees with its shape is a broken file, not a caller's shape bug.
+        throw new ModelLoadError((err as Error).message, { cause: err });
+      }
       tensors.set(name, { ...decoded, storedAs: entry.dtype, shape: [...entry.shape] });
     }
     return { tensors, metadata };
