@@ -32,9 +32,26 @@ export function nhwcToNchw(x: tf.Tensor4D): tf.Tensor4D {
   return tf.transpose(x, [0, 3, 1, 2]);
 }
 
+/**
+ * A stride-1 conv with symmetric padding (k−1)/2 whose input gradient is itself a forward conv
+ * (kernel rotated 180° with in/out swapped). Same maths as tfjs's own gradient, but the wasm
+ * backend's Conv2DBackpropInput is a slow scalar loop (≈14× its Conv2D), and the guided loop
+ * backpropagates through every decoder conv. Weights get no gradient: they are never trained here.
+ */
+function sameConvWithFastGrad(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
+  const pad = (w.shape[0] - 1) / 2;
+  const f = tf.customGrad((input: tf.Tensor) => ({
+    value: tf.conv2d(input as tf.Tensor4D, w, 1, pad),
+    // HWIO -> rotate H and W by 180° -> HWOI
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.conv2d(dy as tf.Tensor4D, tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]), 1, pad)),
+  }));
+  return f(x) as tf.Tensor4D;
+}
+
 /** A conv with PyTorch-style symmetric padding (k-1)/2, or none for `valid`. */
 function conv(x: tf.Tensor4D, c: Conv, stride = 1, pad: number | 'valid' = (c.w.shape[0] - 1) / 2): tf.Tensor4D {
-  return tf.add(tf.conv2d(x, c.w, stride, pad), c.b);
+  const y = stride === 1 && pad === (c.w.shape[0] - 1) / 2 ? sameConvWithFastGrad(x, c.w) : tf.conv2d(x, c.w, stride, pad);
+  return tf.add(y, c.b);
 }
 
 function groupNorm(x: tf.Tensor4D, n: Norm): tf.Tensor4D {
