@@ -26,6 +26,8 @@ export interface RegistryOptions {
   modelsDir?: string;
   /** The data directory (CLIP_STUDIO_DATA). Default: `./data`. */
   dataDir?: string;
+  /** Where fetched models live (the server config's CLIP_STUDIO_MODELS). Default: `<dataDir>/models`. */
+  installDir?: string;
 }
 
 export interface ModelFileState {
@@ -67,13 +69,14 @@ export interface RecordedChecksum {
 const CHECKSUMS_FILE = '.checksums.json';
 const DEFAULT_MODELS_DIR = resolve(new URL('../../models', import.meta.url).pathname);
 
-function dirs(opts: RegistryOptions = {}): { modelsDir: string; dataDir: string } {
-  return { modelsDir: resolve(opts.modelsDir ?? DEFAULT_MODELS_DIR), dataDir: resolve(opts.dataDir ?? 'data') };
+function dirs(opts: RegistryOptions = {}): { modelsDir: string; installDir: string } {
+  return { modelsDir: resolve(opts.modelsDir ?? DEFAULT_MODELS_DIR),
+    installDir: resolve(opts.installDir ?? join(opts.dataDir ?? 'data', 'models')) };
 }
 
 function modelDir(m: ModelManifest, opts: RegistryOptions): string {
-  const { modelsDir, dataDir } = dirs(opts);
-  return m.bundled ? join(modelsDir, m.id) : join(dataDir, 'models', m.id);
+  const { modelsDir, installDir } = dirs(opts);
+  return m.bundled ? join(modelsDir, m.id) : join(installDir, m.id);
 }
 
 function entryOf(m: ModelManifest, opts: RegistryOptions): ModelEntry {
