@@ -21,3 +21,10 @@ export {
   decodeImage, preprocessForClip, preprocessBatch, toClipPixels, encodePng, encodeWebp, chwToRgbBytes, resizeRgb,
   type RgbImage, type ClipPreprocess, type DecodeOptions, type ResizeKernel,
 } from './io/images';
+export { downloadFile, hfResolveUrl, type DownloadOptions, type DownloadProgress, type DownloadResult, type ChecksumSource } from './io/download';
+export {
+  listModels, getModel, resolveModel, verifyModel, defaultModel, fetchModel, parseManifest, sha256File,
+  type ModelEntry, type ModelStatus, type ModelFileState, type RegistryOptions, type ResolvedModel, type DefaultModel,
+  type ModelVerification, type FileVerification, type FetchOptions, type FetchResult, type FetchedFile, type RecordedChecksum,
+  type ModelManifest, type ModelFamily, type ModelFileSpec,
+} from './models/registry';
