@@ -18,13 +18,13 @@ import { CliError } from '../errors';
 export interface ModelsCommandContext {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown; isTTY?: boolean };
-  env: NodeJS.ProcessEnv;
+  env: Record<string, string | undefined>;
   /** Directory of model manifests; default the repo's models/. */
   manifestsDir?: string;
 }
 
 function registryOptions(ctx: ModelsCommandContext): RegistryOptions & { hfEndpoint: string; hfToken?: string } {
-  const config = loadConfig(ctx.env);
+  const config = loadConfig(ctx.env as NodeJS.ProcessEnv);
   return { modelsDir: ctx.manifestsDir, dataDir: config.dataDir, installDir: config.modelsDir,
     hfEndpoint: config.hf.endpoint, hfToken: config.hf.token };
 }
