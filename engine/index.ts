@@ -6,6 +6,8 @@ export * from './errors';
 export { initBackend, tf, BACKEND_ORDER, type BackendName, type BackendReport } from './runtime/tf';
 export { readSafetensors, writeSafetensors, type SafetensorsFile } from './io/safetensors';
 export type { HostTensor, StateDict } from './io/host-tensor';
+export { WorkerPool, JobFailedError, type JobEvent, type JobHandle, type PoolStats, type WorkerPoolOptions } from './runtime/worker-host';
+export type { EngineHealth, OnnxHealth, SerializedError } from './runtime/worker';
 export { readTorchCheckpoint, type TorchCheckpoint, type TorchReadOptions } from './io/torch';
 export { readStateDict, checkStateDict, type LoadedWeights, type CheckOptions } from './io/weights';
 export {

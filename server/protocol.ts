@@ -95,6 +95,7 @@ export const HealthReportSchema = z.object({
       installed: z.array(z.object({
         id: z.string(),
         family: z.string().optional(),
+        bundled: z.boolean().optional(),
         verified: z.boolean(),
         problem: z.string().optional(),
       })),

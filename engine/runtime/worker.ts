@@ -10,9 +10,12 @@
  * Job kinds are registered by name in JOBS below. `crash-for-test` and `block-for-test` exist
  * only when the host asks for test jobs (NODE_ENV=test or `testJobs: true`).
  */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import { CancelledError, ClipStudioError, InputError } from '../errors';
 import { initBackend, tf, type BackendReport } from './tf';
+import { listModels, verifyModel } from '../models/registry';
 
 // ---------------------------------------------------------------------------------------------
 // Messages (the host imports these types only)
@@ -39,7 +42,9 @@ export type WorkerMessage =
 export interface WorkerOptions {
   /** `auto` or undefined lets initBackend choose; a name forces that backend. */
   backend?: string;
-  /** Where installed models live (the registry's directory). */
+  /** The data directory (CLIP_STUDIO_DATA). */
+  dataDir?: string;
+  /** Where fetched models live (CLIP_STUDIO_MODELS; default <dataDir>/models). */
   modelsDir?: string;
   /** Register the jobs that exist only to test the pool (crash, block). */
   testJobs?: boolean;
@@ -70,7 +75,8 @@ export interface ModelsHealth {
   /** False when this checkout has no model registry to ask. */
   registry: boolean;
   dir?: string;
-  installed: { id: string; family?: string; verified: boolean; problem?: string }[];
+  /** Models with files on disk (installed or partly downloaded), bundled demos included. */
+  installed: { id: string; family?: string; bundled?: boolean; verified: boolean; problem?: string }[];
   /** Known model ids that can be fetched. */
   available?: string[];
   error?: string;
@@ -99,21 +105,40 @@ async function probeOnnx(): Promise<OnnxHealth> {
   }
 }
 
+/** Verification results by model id, kept while the files' sizes and mtimes are unchanged. */
+const verified = new Map<string, { key: string; ok: boolean; problem?: string }>();
+
 /**
- * Ask the model registry what is installed and whether it verifies.
- * TODO(registry): engine/models/registry.ts is being written alongside; until it lands this
- * loads it only if the file exists, and says so when it does not.
+ * Ask the model registry what is installed, and verify each installed model's bytes (sha256
+ * against the manifest or the checksum recorded at download). Hashing hundreds of MB on every
+ * health check would be wasteful, so a model is re-hashed only when its files change.
  */
 async function probeModels(): Promise<ModelsHealth> {
-  const url = new URL('../models/registry.ts', import.meta.url);
-  const { existsSync } = await import('node:fs');
-  if (!existsSync(url)) return { registry: false, installed: [], error: 'no model registry in this checkout yet, so no models can be installed' };
+  const opts = { dataDir: options.dataDir, installDir: options.modelsDir };
   try {
-    const reg = (await import(url.href)) as Record<string, unknown>;
-    void reg;
-    return { registry: false, installed: [], error: 'model registry present but not wired into the health check yet' };
+    const models = listModels(opts);
+    const installed: ModelsHealth['installed'] = [];
+    for (const m of models) {
+      if (m.status === 'missing') continue;
+      if (m.status === 'partial') {
+        const missing = m.files.filter((f) => f.required && !f.present).map((f) => f.path);
+        installed.push({ id: m.id, family: m.family, bundled: m.bundled, verified: false, problem: `partly downloaded: missing ${missing.join(', ')}` });
+        continue;
+      }
+      const key = JSON.stringify(m.files.map((f) => [f.path, f.size, f.present ? statSync(join(m.dir, f.path)).mtimeMs : null]));
+      let v = verified.get(m.id);
+      if (v?.key !== key) {
+        const r = await verifyModel(m.id, opts);
+        const bad = r.files.filter((f) => f.status === 'mismatch' || f.status === 'missing');
+        v = { key, ok: r.ok, ...(bad.length ? { problem: bad.map((f) => `${f.path} ${f.status}`).join(', ') } : {}) };
+        verified.set(m.id, v);
+      }
+      installed.push({ id: m.id, family: m.family, bundled: m.bundled, verified: v.ok, ...(v.problem ? { problem: v.problem } : {}) });
+    }
+    const dir = options.modelsDir ?? (options.dataDir ? join(options.dataDir, 'models') : undefined);
+    return { registry: true, ...(dir ? { dir } : {}), installed, available: models.filter((m) => m.status !== 'installed').map((m) => m.id) };
   } catch (err) {
-    return { registry: false, installed: [], error: `the model registry failed to load: ${(err as Error).message.split('\n')[0]}` };
+    return { registry: false, installed: [], error: `the model registry failed: ${(err as Error).message.split('\n')[0]}` };
   }
 }
 

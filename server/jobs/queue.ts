@@ -31,6 +31,7 @@ export function createJobQueue(config: StudioConfig, opts: QueueOptions = {}): J
     cancelGraceMs: opts.cancelGraceMs,
     worker: {
       backend: config.backend,
+      dataDir: config.dataDir,
       modelsDir: config.modelsDir,
       testJobs: opts.testJobs ?? config.test,
     },

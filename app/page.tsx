@@ -1,0 +1,5 @@
+import StudioHome from './components/StudioHome';
+
+export default function Page() {
+  return <StudioHome />;
+}

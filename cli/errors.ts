@@ -1,0 +1,7 @@
+/** An error the CLI reports as one line (no stack) with its exit code. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
