@@ -8,9 +8,8 @@
 import type { Command } from 'commander';
 import {
   fetchModel, getModel, listModels, verifyModel,
-  type ModelEntry, type ModelVerification, type RegistryOptions,
-} from '../../engine/models/registry';
-import type { DownloadProgress } from '../../engine/io/download';
+  type DownloadProgress, type ModelEntry, type ModelVerification, type RegistryOptions,
+} from '../../engine/index';
 import { loadConfig } from '../../server/config';
 import { CliError } from '../errors';
 
