@@ -23,9 +23,9 @@ import { vqganDecode, vqganQuantize, nhwcToNchw, type VqganWeights } from '../mo
  * const zq = straightThroughQuantize(vqgan, z); // d zq / d z = identity
  */
 export function straightThroughQuantize(w: VqganWeights, z: tf.Tensor4D): tf.Tensor4D {
-  const st = tf.customGrad((x: tf.Tensor) => ({
-    value: tf.tidy(() => vqganQuantize(w, x as tf.Tensor4D).zq),
-    gradFunc: (dy: tf.Tensor) => tf.clone(dy),
+  const st = tf.customGrad((...args) => ({
+    value: tf.tidy(() => vqganQuantize(w, args[0] as tf.Tensor4D).zq),
+    gradFunc: (dy: tf.Tensor4D) => tf.clone(dy),
   }));
   return st(z) as tf.Tensor4D;
 }
@@ -39,8 +39,9 @@ export function straightThroughQuantize(w: VqganWeights, z: tf.Tensor4D): tf.Ten
  * const image = clampWithGrad(raw, 0, 1);
  */
 export function clampWithGrad<T extends tf.Tensor>(x: T, lo: number, hi: number): T {
-  const clamp = tf.customGrad((input: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([input]);
+  const clamp = tf.customGrad((...args) => {
+    const input = args[0] as tf.Tensor;
+    (args[1] as tf.GradSaveFunc)([input]);
     return {
       value: tf.clipByValue(input, lo, hi),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {

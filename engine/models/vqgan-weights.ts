@@ -5,8 +5,8 @@
  * (`taming/models/vqgan.py`, `taming/modules/diffusionmodules/model.py`,
  * `taming/modules/vqvae/quantize.py`).
  *
- * Every expected key and shape is derived from the config, checked before any tensor is
- * created, and the first missing or wrong one is named. Training-only keys (`loss.*`: the
+ * Every expected key and shape is derived from the config and checked (engine/io/weights.ts
+ * `checkStateDict`) before any tensor is created; the first missing or wrong one is named. Training-only keys (`loss.*`: the
  * discriminator and LPIPS of a Lightning checkpoint) are ignored and listed.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { tf } from '../runtime/tf';
 import { ModelLoadError } from '../errors';
 import type { HostTensor, StateDict } from '../io/host-tensor';
-import { readSafetensors } from '../io/safetensors';
+import { checkStateDict, readStateDict } from '../io/weights';
 
 /** taming `ddconfig`: the Encoder/Decoder hyperparameters. */
 export interface VqganDdConfig {
@@ -61,8 +61,6 @@ export interface VqganWeights {
   /** State-dict keys that were present but ignored (training-only `loss.*`). */
   ignoredKeys: string[];
 }
-
-const IGNORED_PREFIXES = ['loss.'];
 
 function fail(option: string, rule: string, got: unknown): never {
   throw new ModelLoadError(`The VQGAN config option \`${option}\` must be ${rule}, got ${JSON.stringify(got)}`);
@@ -172,32 +170,6 @@ export function expectedVqganKeys(config: VqganConfig): Map<string, number[]> {
   return keys;
 }
 
-/**
- * Check a state dict against the expected keys: throws naming the first missing key, the
- * first wrong shape, or the unexpected keys; returns the ignored training-only keys.
- */
-export function checkVqganStateDict(sd: StateDict, expected: Map<string, number[]>, source: string): string[] {
-  for (const [key, shape] of expected) {
-    const t = sd.get(key);
-    if (!t) throw new ModelLoadError(`${source}: VQGAN weight ${key} is missing (expected shape [${shape}])`);
-    if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: VQGAN weight ${key} has dtype ${t.storedAs}, expected a float type`);
-    if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
-      throw new ModelLoadError(`${source}: VQGAN weight ${key} has shape [${t.shape}], the config implies [${shape}]`);
-    }
-  }
-  const ignored: string[] = [];
-  const unexpected: string[] = [];
-  for (const key of sd.keys()) {
-    if (expected.has(key)) continue;
-    if (IGNORED_PREFIXES.some((p) => key.startsWith(p))) ignored.push(key);
-    else unexpected.push(key);
-  }
-  if (unexpected.length) {
-    throw new ModelLoadError(`${source}: ${unexpected.length} weight(s) this VQGAN config does not use, e.g. ${unexpected.slice(0, 3).join(', ')} — is the config the one these weights were trained with?`);
-  }
-  return ignored;
-}
-
 /** Build the tf weight tree from a checked state dict. Conv kernels become HWIO. */
 export function buildVqganWeights(config: VqganConfig, sd: StateDict, ignoredKeys: string[] = []): VqganWeights {
   const host = (key: string): HostTensor => sd.get(key)!;
@@ -280,13 +252,15 @@ export async function loadVqgan(source: VqganSource): Promise<VqganWeights> {
     throw new ModelLoadError(`Cannot read the VQGAN config ${configPath}: ${(err as Error).message}`, { cause: err });
   }
   const config = parseVqganConfig(raw);
-  if (!weightsPath.endsWith('.safetensors')) {
-    // TODO: torch checkpoints (.ckpt) load through engine/io/weights.ts once it lands.
-    throw new ModelLoadError(`${weightsPath}: only .safetensors VQGAN weights can be read so far`);
+  const { tensors } = await readStateDict(weightsPath); // safetensors or a (Lightning) torch zip
+  const expected = expectedVqganKeys(config);
+  // Training-only `loss.*` (discriminator, LPIPS) are ignored and listed; any other stray key is an error.
+  const { ignored } = checkStateDict(tensors, expected, { modelName: `VQGAN (${weightsPath})`, ignorePrefixes: ['loss.'] });
+  for (const key of expected.keys()) {
+    const t = tensors.get(key)!;
+    if (t.dtype !== 'float32') throw new ModelLoadError(`VQGAN (${weightsPath}): ${key} has dtype ${t.storedAs}, expected a float type`);
   }
-  const sd = readSafetensors(weightsPath).tensors;
-  const ignored = checkVqganStateDict(sd, expectedVqganKeys(config), weightsPath);
-  return buildVqganWeights(config, sd, ignored);
+  return buildVqganWeights(config, tensors, ignored);
 }
 
 /** Free every tensor of a loaded VQGAN. */

@@ -40,8 +40,8 @@ export function nhwcToNchw(x: tf.Tensor4D): tf.Tensor4D {
  */
 function sameConvWithFastGrad(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
   const pad = (w.shape[0] - 1) / 2;
-  const f = tf.customGrad((input: tf.Tensor) => ({
-    value: tf.conv2d(input as tf.Tensor4D, w, 1, pad),
+  const f = tf.customGrad((...args) => ({
+    value: tf.conv2d(args[0] as tf.Tensor4D, w, 1, pad),
     // HWIO -> rotate H and W by 180° -> HWOI
     gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.conv2d(dy as tf.Tensor4D, tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]), 1, pad)),
   }));

@@ -97,7 +97,7 @@ for (const dir of fixtureDirs()) {
     const size = clip.config.vision.imageSize;
     const cutouts = (image: tf.Tensor4D) =>
       nhwcToNchw(tf.image.resizeBilinear(nchwToNhwc(image), [size, size])); // NCHW -> NHWC -> resized -> NCHW
-    const optimizer = tf.train.adam(0.05);
+    const optimizer: tf.Optimizer = tf.train.adam(0.05);
     const weights = prompts.map((p) => p.weight);
     const step = () => tf.tidy(() => {
       const { value, grads } = tf.variableGrads(() => guidedLoss({ vqgan, clip, z, textEmbeds, weights, cutouts }), [z]);

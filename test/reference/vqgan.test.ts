@@ -46,3 +46,27 @@ for (const dir of fixtureDirs()) {
     disposeVqgan(vqgan);
   });
 }
+
+/** Every tensor of a weight tree, in a fixed walk order. */
+function leaves(v: unknown, out: tf.Tensor[] = []): tf.Tensor[] {
+  if (v instanceof tf.Tensor) out.push(v);
+  else if (Array.isArray(v)) v.forEach((x) => leaves(x, out));
+  else if (v && typeof v === 'object') Object.values(v).forEach((x) => leaves(x, out));
+  return out;
+}
+
+for (const dir of fixtureDirs()) {
+  test(`the Lightning checkpoint vqgan.ckpt loads to the safetensors weights, ignoring loss.* (${dir})`, async () => {
+    await initBackend();
+    const config = join(dir, 'vqgan_config.json');
+    const fromSafetensors = await loadVqgan({ configPath: config, weightsPath: join(dir, 'vqgan.safetensors') });
+    const fromCkpt = await loadVqgan({ configPath: config, weightsPath: join(dir, 'vqgan.ckpt') });
+    assert.ok(fromCkpt.ignoredKeys.length > 0 && fromCkpt.ignoredKeys.every((k) => k.startsWith('loss.')), `ignored: ${fromCkpt.ignoredKeys.slice(0, 3)}`);
+    const a = leaves({ ...fromSafetensors, config: null, ignoredKeys: null });
+    const b = leaves({ ...fromCkpt, config: null, ignoredKeys: null });
+    assert.equal(a.length, b.length);
+    a.forEach((t, i) => assert.equal(maxAbsDiff(t.dataSync(), b[i]!.dataSync()), 0, `tensor ${i} differs`));
+    disposeVqgan(fromSafetensors);
+    disposeVqgan(fromCkpt);
+  });
+}

@@ -78,7 +78,7 @@ test('sphericalDistance: 0 for one direction, π²/8 orthogonal, π²/2 opposite
     expected.forEach((v, i) => assert.ok(Math.abs(d[i]! - v) < 1e-5, `pair ${i}: ${d[i]} vs ${v}`));
     const grid = sphericalDistance(tf.reshape(a, [3, 1, 3]), tf.reshape(b, [1, 3, 3])); // [3,1,3] vs [1,3,3]
     assert.deepEqual(grid.shape, [3, 3]);
-    assert.ok(Math.abs(grid.arraySync()[1]![1]! - Math.PI ** 2 / 8) < 1e-5);
+    assert.ok(Math.abs((grid.arraySync() as number[][])[1]![1]! - Math.PI ** 2 / 8) < 1e-5);
   });
 });
 
