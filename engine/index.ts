@@ -30,3 +30,12 @@ export {
   type ModelVerification, type FileVerification, type FetchOptions, type FetchResult, type FetchedFile, type RecordedChecksum,
   type ModelManifest, type ModelFamily, type ModelFileSpec,
 } from './models/registry';
+export {
+  loadVqgan, disposeVqgan, parseVqganConfig, expectedVqganKeys,
+  vqganEncode, vqganQuantize, vqganDecode, vqganCodebookLookup, nchwToNhwc, nhwcToNchw,
+  type VqganWeights, type VqganConfig, type VqganDdConfig, type VqganSource,
+} from './models/vqgan';
+export {
+  straightThroughQuantize, clampWithGrad, sphericalDistance, parsePrompts, synthesizeImage, guidedLoss,
+  type WeightedPrompt, type GuidedLossInputs,
+} from './guide/loss';
