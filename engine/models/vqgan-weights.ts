@@ -6,8 +6,9 @@
  * `taming/modules/vqvae/quantize.py`).
  *
  * Every expected key and shape is derived from the config and checked (engine/io/weights.ts
- * `checkStateDict`) before any tensor is created; the first missing or wrong one is named. Training-only keys (`loss.*`: the
- * discriminator and LPIPS of a Lightning checkpoint) are ignored and listed.
+ * `checkStateDict`) before any tensor is created; the first missing or wrong one is named.
+ * Training-only keys (`loss.*`: the discriminator and LPIPS of a Lightning checkpoint) are
+ * ignored and listed.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
