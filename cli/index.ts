@@ -7,43 +7,23 @@
  *
  * Exit codes: 0 ok, 1 failure (or doctor: cannot compute), 2 bad usage or configuration.
  */
-import { existsSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ClipStudioError } from '../engine/index';
 import { ConfigError } from '../server/config';
 import { STUDIO_VERSION } from '../server/health';
 import { registerDoctorCommand } from './commands/doctor';
+import { registerModelsCommand } from './commands/models';
 import { registerServeCommand } from './commands/serve';
 import { CliError } from './errors';
 
-/**
- * TODO(models): cli/commands/models.ts is another helper's; import it statically once it exists.
- * Until then the command says plainly that it is not there.
- */
-async function registerModels(program: Command): Promise<void> {
-  const url = new URL('./commands/models.ts', import.meta.url);
-  if (existsSync(url)) {
-    const mod = (await import(url.href)) as { registerModelsCommand(p: Command): void };
-    mod.registerModelsCommand(program);
-    return;
-  }
-  program
-    .command('models')
-    .description('list, fetch and verify models (not available in this checkout yet)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new CliError('The models command is not available in this checkout yet (cli/commands/models.ts is missing).');
-    });
-}
-
-export async function buildProgram(): Promise<Command> {
+export function buildProgram(): Command {
   const program = new Command('clip-studio')
     .description("CLIP Studio: generate, caption and play with OpenAI's CLIP")
     .version(STUDIO_VERSION)
     .showHelpAfterError()
     .exitOverride();
   registerDoctorCommand(program);
-  await registerModels(program);
+  registerModelsCommand(program);
   registerServeCommand(program);
   return program;
 }
@@ -54,7 +34,7 @@ function fail(message: string, code: number): never {
 }
 
 try {
-  const program = await buildProgram();
+  const program = buildProgram();
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {

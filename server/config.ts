@@ -84,7 +84,7 @@ export interface StudioConfig {
  * Parse an environment (process.env by default). Relative paths resolve against `cwd`.
  * Throws ConfigError for the first invalid variable.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { cwd?: string; dev?: boolean } = {}): StudioConfig {
+export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env, opts: { cwd?: string; dev?: boolean } = {}): StudioConfig {
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
