@@ -3,16 +3,17 @@
  * openai/clip-vit-base-patch32 safetensors), the shape every one must have given the config,
  * and their import into tfjs tensors. The forward pass lives in clip.ts.
  *
- * Linear weights with a bias are transposed once at load, from PyTorch's [out, in] to [in, out],
- * so a layer is one `tf.fused.matMul(x, w) + b`: tfjs-wasm 4.22's fused matMul gives wrong
- * results when transposeB and a bias are combined (measured: errors ~1 on random inputs), and
- * the unfused alternative costs an extra pass over the activations. Bias-free projections and
- * the patch embedding keep their stored layout and use `matMul(x, w, false, true)`.
+ * Every matrix is transposed once at load, from PyTorch's [out, in] (and the patch conv's OIHW)
+ * to [in, out], so the forward pass is plain `x·w`. Measured on tfjs-wasm 4.22 (2 threads):
+ * `matMul(x, w, false, true)` (transposeB) is ~10× slower than `matMul(x, w)`, transposeA ~30×,
+ * and the fused matMul is *wrong* (errors ~1) when transposeB and a bias are combined.
+ * The vision tower also keeps the stored [out, in] matrices (`wT`): the backward pass of
+ * `x·w` w.r.t. x is `dy·wᵀ`, and generation backpropagates through the image tower every step.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelLoadError } from '../errors';
-import type { StateDict } from '../io/host-tensor';
+import { numel, type StateDict } from '../io/host-tensor';
 import { checkStateDict, readStateDict } from '../io/weights';
 import { tf } from '../runtime/tf';
 import type { ClipConfig, ClipTowerConfig } from './config';
@@ -20,7 +21,9 @@ import type { ClipConfig, ClipTowerConfig } from './config';
 /** y = x·w + b, with w [in, out] (transposed from PyTorch's [out, in] at load). */
 export interface LinearWeights {
   w: tf.Tensor2D;
-  b: tf.Tensor1D;
+  b?: tf.Tensor1D;
+  /** w's transpose [out, in], kept where gradients w.r.t. x are needed (the vision tower). */
+  wT?: tf.Tensor2D;
 }
 
 export interface LayerNormWeights {
@@ -44,16 +47,20 @@ export interface ClipBlockWeights {
 }
 
 export interface ClipVisionWeights {
-  /** The bias-free patch conv, OIHW [width, C, P, P] flattened to [width, C·P·P]: a conv with stride = kernel is a matmul over flattened patches. */
-  patch: tf.Tensor2D;
+  /**
+   * The bias-free patch conv as a linear [C·P·P, width]: OIHW [width, C, P, P] flattened to
+   * [width, C·P·P] (the (c, y, x) order the patches are flattened in too), then transposed.
+   * A conv whose stride equals its kernel is a matmul over flattened, non-overlapping patches.
+   */
+  patch: LinearWeights;
   classEmbedding: tf.Tensor1D;
   /** [1 + patches, width] */
   positionEmbedding: tf.Tensor2D;
   preLn: LayerNormWeights;
   layers: ClipBlockWeights[];
   postLn: LayerNormWeights;
-  /** visual_projection.weight, [embed, width] (bias-free). */
-  projection: tf.Tensor2D;
+  /** visual_projection, [width, embed] (bias-free). */
+  projection: LinearWeights;
 }
 
 export interface ClipTextWeights {
@@ -63,8 +70,8 @@ export interface ClipTextWeights {
   positionEmbedding: tf.Tensor2D;
   layers: ClipBlockWeights[];
   finalLn: LayerNormWeights;
-  /** text_projection.weight, [embed, width] (bias-free). */
-  projection: tf.Tensor2D;
+  /** text_projection, [width, embed] (bias-free). */
+  projection: LinearWeights;
 }
 
 /** Every tensor of a CLIP model, plus the config the forward functions read their sizes from. */
@@ -140,51 +147,60 @@ export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig,
   const host = (key: string) => tensors.get(key)!;
   const keep = <T extends tf.Tensor>(t: T): T => { created.push(t); return t; };
   const t1 = (key: string) => keep(tf.tensor1d(host(key).data as Float32Array));
-  const t2 = (key: string, shape?: [number, number]) => keep(tf.tensor2d(host(key).data as Float32Array, shape ?? (host(key).shape as [number, number])));
+  const t2 = (key: string) => keep(tf.tensor2d(host(key).data as Float32Array, host(key).shape as [number, number]));
   const ln = (p: string): LayerNormWeights => ({ gamma: t1(`${p}.weight`), beta: t1(`${p}.bias`) });
-  // [out, in] -> [in, out] (see the header for why linear weights are transposed).
-  const lin = (p: string): LinearWeights => {
+  /** A linear from a stored [out, in] matrix: w = its transpose [in, out], plus wT = itself if `keepT`. */
+  const fromStored = (stored: Float32Array, out: number, inp: number, bias: Float32Array | undefined, keepT: boolean): LinearWeights => ({
+    w: keep(tf.tensor2d(transposeHost(stored, out, inp), [inp, out])),
+    ...(bias ? { b: keep(tf.tensor1d(bias)) } : {}),
+    ...(keepT ? { wT: keep(tf.tensor2d(stored, [out, inp])) } : {}),
+  });
+  const lin = (p: string, keepT: boolean, bias = true): LinearWeights => {
     const { data, shape } = host(`${p}.weight`);
-    return { w: keep(tf.tensor2d(transposeHost(data as Float32Array, shape[0]!, shape[1]!), [shape[1]!, shape[0]!])), b: t1(`${p}.bias`) };
+    const [out, inp] = [shape[0]!, numel(shape) / shape[0]!]; // conv OIHW flattens to [O, I·H·W]
+    return fromStored(data as Float32Array, out, inp, bias ? (host(`${p}.bias`).data as Float32Array) : undefined, keepT);
   };
 
-  const block = (p: string, c: ClipTowerConfig): ClipBlockWeights => {
+  const block = (p: string, c: ClipTowerConfig, keepT: boolean): ClipBlockWeights => {
     const scale = 1 / Math.sqrt(c.hiddenSize / c.numAttentionHeads);
     const a = `${p}.self_attn`;
     const W = c.hiddenSize;
     // Three [W, W] weights stacked as [3W, W] (rows are output features, so this stacks the
-    // q, k and v outputs), then transposed to [W, 3W]. Done on the host: no temporary tensors.
+    // q, k and v outputs). Done on the host, so no temporary tensors.
     const stacked = new Float32Array(3 * W * W);
-    const b = new Float32Array(3 * W);
+    const bias = new Float32Array(3 * W);
     ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => {
       const s = i === 0 ? scale : 1;
       stacked.set((host(`${a}.${proj}.weight`).data as Float32Array).map((x) => x * s), i * W * W);
-      b.set((host(`${a}.${proj}.bias`).data as Float32Array).map((x) => x * s), i * W);
+      bias.set((host(`${a}.${proj}.bias`).data as Float32Array).map((x) => x * s), i * W);
     });
-    const qkv = { w: keep(tf.tensor2d(transposeHost(stacked, 3 * W, W), [W, 3 * W])), b: keep(tf.tensor1d(b)) };
-    return { ln1: ln(`${p}.layer_norm1`), qkv, out: lin(`${a}.out_proj`), ln2: ln(`${p}.layer_norm2`), fc1: lin(`${p}.mlp.fc1`), fc2: lin(`${p}.mlp.fc2`) };
+    return {
+      ln1: ln(`${p}.layer_norm1`),
+      qkv: fromStored(stacked, 3 * W, W, bias, keepT),
+      out: lin(`${a}.out_proj`, keepT),
+      ln2: ln(`${p}.layer_norm2`),
+      fc1: lin(`${p}.mlp.fc1`, keepT),
+      fc2: lin(`${p}.mlp.fc2`, keepT),
+    };
   };
-  const layers = (prefix: string, c: ClipTowerConfig) => Array.from({ length: c.numHiddenLayers }, (_, l) => block(`${prefix}.encoder.layers.${l}`, c));
+  const layers = (prefix: string, c: ClipTowerConfig, keepT: boolean) => Array.from({ length: c.numHiddenLayers }, (_, l) => block(`${prefix}.encoder.layers.${l}`, c, keepT));
 
   try {
-    const v = config.vision;
-    const patchShape = host('vision_model.embeddings.patch_embedding.weight').shape;
     const vision: ClipVisionWeights = {
-      // OIHW [W, C, P, P] -> [W, C·P·P]: a plain reshape, the flattening order (c, y, x) the patches use too.
-      patch: t2('vision_model.embeddings.patch_embedding.weight', [patchShape[0]!, v.numChannels * v.patchSize ** 2]),
+      patch: lin('vision_model.embeddings.patch_embedding', true, false),
       classEmbedding: t1('vision_model.embeddings.class_embedding'),
       positionEmbedding: t2('vision_model.embeddings.position_embedding.weight'),
       preLn: ln('vision_model.pre_layrnorm'),
-      layers: layers('vision_model', v),
+      layers: layers('vision_model', config.vision, true),
       postLn: ln('vision_model.post_layernorm'),
-      projection: t2('visual_projection.weight'),
+      projection: lin('visual_projection', true, false),
     };
     const text: ClipTextWeights = {
       tokenEmbedding: t2('text_model.embeddings.token_embedding.weight'),
       positionEmbedding: t2('text_model.embeddings.position_embedding.weight'),
-      layers: layers('text_model', config.text),
+      layers: layers('text_model', config.text, false),
       finalLn: ln('text_model.final_layer_norm'),
-      projection: t2('text_projection.weight'),
+      projection: lin('text_projection', false, false),
     };
     const logitScale = keep(tf.scalar(host('logit_scale').data[0]!));
     return { config, vision, text, logitScale };

@@ -35,9 +35,17 @@ function layerNorm(x: tf.Tensor2D, ln: LayerNormWeights, eps: number): tf.Tensor
   return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, eps))), ln.gamma), ln.beta);
 }
 
-/** x·w + b, w [in, out]: one fused op (no transposeB: see clip-weights.ts). */
+/**
+ * x·w + b with w [in, out]. The gradient is given by hand, w.r.t. x only: `dy·wᵀ` with the
+ * stored transpose, where tfjs's own would also form the weight gradients (xᵀ·dy, which nobody
+ * asks for) with slow transposed matmuls (see clip-weights.ts). Weights are constants here.
+ */
 function linear(x: tf.Tensor2D, l: LinearWeights): tf.Tensor2D {
-  return tf.fused.matMul({ a: x, b: l.w, bias: l.b }) as tf.Tensor2D;
+  const f = tf.customGrad((input) => ({
+    value: l.b ? tf.fused.matMul({ a: input as tf.Tensor2D, b: l.w, bias: l.b }) : tf.matMul(input as tf.Tensor2D, l.w),
+    gradFunc: (dy) => tf.matMul(dy as tf.Tensor2D, l.wT ?? tf.transpose(l.w)),
+  }));
+  return f(x) as tf.Tensor2D;
 }
 
 function activation(x: tf.Tensor2D, act: ClipActivation): tf.Tensor2D {
@@ -103,7 +111,7 @@ export function encodeImage(w: ClipWeights, pixelValues: tf.Tensor4D): tf.Tensor
       tf.transpose(tf.reshape(pixelValues, [batch, channels, side, P, side, P]), [0, 2, 4, 1, 3, 5]),
       [batch * patches, channels * P * P],
     ) as tf.Tensor2D;
-    const embedded = tf.reshape(tf.matMul(flat, w.vision.patch, false, true), [batch, patches, W]); // [B, patches, W]
+    const embedded = tf.reshape(linear(flat, w.vision.patch), [batch, patches, W]); // [B·patches, W] -> [B, patches, W]
     // class token [W] -> [B, 1, W], prepended: [B, 1 + patches, W]
     const cls = tf.tile(tf.reshape(w.vision.classEmbedding, [1, 1, W]), [batch, 1, 1]);
     const seq = tf.add(tf.concat([cls, embedded], 1), w.vision.positionEmbedding);
@@ -111,7 +119,7 @@ export function encodeImage(w: ClipWeights, pixelValues: tf.Tensor4D): tf.Tensor
     for (const layer of w.vision.layers) x = block(x, layer, c, batch, tokens);
     // [B·T, W] -> [B, T, W] -> class token [B, W]
     const pooled = tf.reshape(tf.slice(tf.reshape(x, [batch, tokens, W]), [0, 0, 0], [batch, 1, W]), [batch, W]) as tf.Tensor2D;
-    return tf.matMul(layerNorm(pooled, w.vision.postLn, c.layerNormEps), w.vision.projection, false, true); // [B, E]
+    return linear(layerNorm(pooled, w.vision.postLn, c.layerNormEps), w.vision.projection); // [B, E]
   });
 }
 
@@ -142,7 +150,7 @@ export function encodeText(w: ClipWeights, inputIds: tf.Tensor2D): tf.Tensor2D {
     const rows = tf.add(tf.argMax(inputIds, 1), tf.range(0, batch * tokens, tokens, 'int32'));
     // Layer norm is per token, so normalising only the pooled rows equals HF's norm-then-pool.
     const pooled = layerNorm(tf.gather(x, rows) as tf.Tensor2D, w.text.finalLn, c.layerNormEps); // [B, W]
-    return tf.matMul(pooled, w.text.projection, false, true); // [B, E]
+    return linear(pooled, w.text.projection); // [B, E]
   });
 }
 
