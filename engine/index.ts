@@ -39,3 +39,8 @@ export {
   straightThroughQuantize, clampWithGrad, sphericalDistance, parsePrompts, synthesizeImage, guidedLoss,
   type WeightedPrompt, type GuidedLossInputs,
 } from './guide/loss';
+export {
+  worldVocabulary, renderSample, renderSampleSync, renderBatch,
+  type WorldKind, type WorldLabels, type WorldSample, type RenderOptions, type WorldVocabulary, type ShapeLabel,
+} from './demo/world';
+export { createRng, sampleSeed, type Rng } from './demo/rng';
