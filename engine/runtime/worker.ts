@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import { CancelledError, ClipStudioError, InputError } from '../errors';
 import { initBackend, tf, type BackendReport } from './tf';
+import { probeOnnx, type OnnxHealth } from './onnx';
 import { listModels, verifyModel } from '../models/registry';
 
 // ---------------------------------------------------------------------------------------------
@@ -82,28 +83,7 @@ export interface ModelsHealth {
   error?: string;
 }
 
-export interface OnnxHealth {
-  available: boolean;
-  version?: string;
-  backends?: { name: string; bundled: boolean }[];
-  error?: string;
-}
-
-/**
- * Probe onnxruntime-node: importing it loads the native binding, so a successful import with a
- * version and a backend list is a truthful "it works here". Dynamic so a missing binary is a
- * report, not a crash.
- */
-async function probeOnnx(): Promise<OnnxHealth> {
-  try {
-    const ort = await import('onnxruntime-node');
-    const backends = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
-    const versions = ort.env.versions as Record<string, string | undefined>;
-    return { available: true, version: versions.node ?? versions.common, backends };
-  } catch (err) {
-    return { available: false, error: (err as Error).message.split('\n')[0] };
-  }
-}
+export type { OnnxHealth } from './onnx';
 
 /** Verification results by model id, kept while the files' sizes and mtimes are unchanged. */
 const verified = new Map<string, { key: string; ok: boolean; problem?: string }>();

@@ -1,0 +1,194 @@
+/**
+ * The one place that imports onnxruntime-node: session creation, execution providers and
+ * thread counts, plus the health probe. Everything else talks to ORT through `OrtSession`,
+ * so the rest of the engine never sees an ORT type.
+ *
+ * Providers: CUDA when ORT's CUDA build is installed (its provider library sits next to the
+ * binding — `npm install onnxruntime-node --onnxruntime-node-install=cuda12` puts it there),
+ * else CPU. Threads: one intra-op thread per core (os.availableParallelism), one inter-op
+ * thread; a transformer's graph is a chain, so running nodes in parallel gains nothing and
+ * would oversubscribe the cores the matmuls already use.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import type * as Ort from 'onnxruntime-node';
+import { ModelLoadError } from '../errors';
+
+type OrtModule = typeof Ort;
+let loaded: Promise<OrtModule> | undefined;
+
+/** Import onnxruntime-node once (it loads the native binding). */
+export function loadOrt(): Promise<OrtModule> {
+  loaded ??= import('onnxruntime-node').then((m) => ((m as { default?: OrtModule }).default ?? m) as OrtModule).catch((err: unknown) => {
+    loaded = undefined;
+    throw new ModelLoadError(`onnxruntime-node could not load: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  });
+  return loaded;
+}
+
+export interface OnnxHealth {
+  available: boolean;
+  version?: string;
+  backends?: { name: string; bundled: boolean }[];
+  /** Whether ORT's CUDA provider library is installed next to the binding. */
+  cuda?: boolean;
+  /** Intra-op threads sessions are created with. */
+  threads?: number;
+  error?: string;
+}
+
+const require = createRequire(import.meta.url);
+
+/** The directory holding onnxruntime_binding.node and the provider libraries, if found. */
+function bindingDir(): string | undefined {
+  try {
+    const bin = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin');
+    for (const napi of existsSync(bin) ? readdirSync(bin) : []) {
+      const dir = join(bin, napi, process.platform, process.arch);
+      if (existsSync(join(dir, 'onnxruntime_binding.node'))) return dir;
+    }
+  } catch {
+    // not installed; loadOrt reports that
+  }
+  return undefined;
+}
+
+/** True when ORT's CUDA execution provider library is installed. */
+export function cudaInstalled(): boolean {
+  const dir = bindingDir();
+  if (!dir) return false;
+  return readdirSync(dir).some((f) => /^(lib)?onnxruntime_providers_cuda\.(so|dll)/.test(f));
+}
+
+/** Intra-op threads for a session: every core this process may use. */
+export function defaultThreads(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/**
+ * Probe onnxruntime-node for the health report: a successful import with a version and a
+ * backend list is a truthful "it works here". A missing binary is a report, not a crash.
+ */
+export async function probeOnnx(): Promise<OnnxHealth> {
+  try {
+    const ort = await loadOrt();
+    const backends = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
+    const versions = ort.env.versions as Record<string, string | undefined>;
+    return { available: true, version: versions.node ?? versions.common, backends, cuda: cudaInstalled(), threads: defaultThreads() };
+  } catch (err) {
+    return { available: false, error: (err as Error).message.split('\n')[0] };
+  }
+}
+
+export type OrtDType = 'float32' | 'int64' | 'int32';
+export type OrtData = Float32Array | BigInt64Array | Int32Array;
+
+/** A tensor going into or coming out of a session. */
+export interface OrtValue {
+  type: OrtDType;
+  data: OrtData;
+  dims: readonly number[];
+}
+
+/** What a session says about one of its inputs or outputs. */
+export interface OrtIoInfo {
+  name: string;
+  /** Element type (`float32`, `int64`, …), when ORT reports one. */
+  type?: string;
+  /** Dimensions: numbers for fixed sizes, strings for named dynamic ones. */
+  shape?: readonly (number | string)[];
+}
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface OrtSessionOptions {
+  /** `auto` (default): CUDA when installed, else CPU. */
+  provider?: 'auto' | ExecutionProvider;
+  /** Intra-op threads; default one per core. */
+  threads?: number;
+  /** Where the model came from, for error messages. */
+  source?: string;
+}
+
+/** A loaded ONNX model, with ORT hidden behind plain typed arrays. */
+export interface OrtSession {
+  readonly inputs: OrtIoInfo[];
+  readonly outputs: OrtIoInfo[];
+  /** The provider the session runs on. */
+  readonly provider: ExecutionProvider;
+  readonly threads: number;
+  /** Run with named inputs; returns the requested outputs (default: all) as float32/int arrays. */
+  run(feeds: Record<string, OrtValue>, outputs?: readonly string[]): Promise<Record<string, OrtValue>>;
+  release(): Promise<void>;
+}
+
+function ioInfo(names: readonly string[], meta: readonly Ort.InferenceSession.ValueMetadata[] | undefined): OrtIoInfo[] {
+  return names.map((name, i) => {
+    const m = meta?.[i];
+    return m && m.isTensor ? { name, type: m.type, shape: m.shape } : { name };
+  });
+}
+
+/**
+ * Create a session from an .onnx file or its bytes, on CUDA when available (falling back to
+ * the CPU if the CUDA provider cannot start), with one intra-op thread per core.
+ *
+ * @example
+ * const s = await createOrtSession('data/onnx/…/vision_model.onnx');
+ * const { image_embeds } = await s.run({ pixel_values: { type: 'float32', data, dims: [1, 3, 224, 224] } });
+ */
+export async function createOrtSession(model: string | Uint8Array, opts: OrtSessionOptions = {}): Promise<OrtSession> {
+  const ort = await loadOrt();
+  const threads = opts.threads ?? defaultThreads();
+  const want = opts.provider ?? 'auto';
+  const source = opts.source ?? (typeof model === 'string' ? model : 'an in-memory ONNX model');
+  const base: Ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  };
+  const create = (providers: ExecutionProvider[]) =>
+    typeof model === 'string'
+      ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
+      : ort.InferenceSession.create(model, { ...base, executionProviders: providers });
+
+  let session: Ort.InferenceSession;
+  let provider: ExecutionProvider = 'cpu';
+  try {
+    if (want === 'cuda' || (want === 'auto' && cudaInstalled())) {
+      try {
+        session = await create(['cuda', 'cpu']);
+        provider = 'cuda';
+      } catch (err) {
+        if (want === 'cuda') throw err;
+        session = await create(['cpu']);
+      }
+    } else {
+      session = await create(['cpu']);
+    }
+  } catch (err) {
+    throw new ModelLoadError(`onnxruntime could not load ${source}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+
+  const s = session;
+  return {
+    inputs: ioInfo(s.inputNames, s.inputMetadata),
+    outputs: ioInfo(s.outputNames, s.outputMetadata),
+    provider,
+    threads,
+    async run(feeds, outputs) {
+      const inputs: Record<string, Ort.Tensor> = {};
+      for (const [name, v] of Object.entries(feeds)) inputs[name] = new ort.Tensor(v.type, v.data, v.dims);
+      const result = outputs ? await s.run(inputs, [...outputs]) : await s.run(inputs);
+      const out: Record<string, OrtValue> = {};
+      for (const [name, t] of Object.entries(result)) {
+        out[name] = { type: t.type as OrtDType, data: t.data as OrtData, dims: t.dims };
+      }
+      return out;
+    },
+    release: () => s.release(),
+  };
+}
