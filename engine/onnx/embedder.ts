@@ -306,11 +306,11 @@ export class OrtClipEmbedder {
    * Image embeddings (unnormalised) [n, E] of `n` images, NCHW float32 already normalised with
    * the model's mean and std (what preprocessForClip / normalizePixels give).
    */
-  embedImages(pixels: Float32Array, n: number): Promise<Float32Array> {
+  async embedImages(pixels: Float32Array, n: number): Promise<Float32Array> {
     this.check();
     const { channels: C, imageSize: R } = this.info;
     if (!Number.isInteger(n) || n < 1 || pixels.length !== n * C * R * R) {
-      return Promise.reject(new ShapeError(`embedImages expects ${n} image(s) of ${C}×${R}×${R} (${n * C * R * R} values), got ${pixels.length}`));
+      throw new ShapeError(`embedImages expects ${n} image(s) of ${C}×${R}×${R} (${n * C * R * R} values), got ${pixels.length}`);
     }
     return this.images.submit(pixels, n);
   }
