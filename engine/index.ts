@@ -44,3 +44,12 @@ export {
   type WorldKind, type WorldLabels, type WorldSample, type RenderOptions, type WorldVocabulary, type ShapeLabel,
 } from './demo/world';
 export { createRng, sampleSeed, type Rng } from './demo/rng';
+export {
+  OrtClipEmbedder, similarityLogits,
+  type OrtClipEmbedderOptions, type OrtClipInfo, type OrtClipStats,
+} from './onnx/embedder';
+export { SqliteTextStore, LruCache, type TextEmbeddingStore } from './onnx/text-cache';
+export { clipOnnxFiles, clipOnnxKey, type ClipOnnxFiles, type ClipOnnxCacheOptions } from './onnx/cache';
+export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, CLIP_ONNX_BUILDER_VERSION } from './onnx/clip-onnx';
+export { OnnxGraph, decodeModel, floatAttr, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';
+export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, type OrtSession, type OrtValue, type OrtSessionOptions, type ExecutionProvider } from './runtime/onnx';

@@ -188,7 +188,7 @@ export class OrtClipEmbedder {
     if (!(windowMs >= 0)) throw new InputError('windowMs', `The \`windowMs\` option must be 0 or more, got ${windowMs}`);
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new InputError('maxBatch', `The \`maxBatch\` option must be an integer of 1 or more, got ${maxBatch}`);
     const { channels: C, imageSize: R } = info;
-    this.images = new MicroBatcher(this.lock, C * R * R, (n) => new Float32Array(n), async (data, rows) => {
+    this.images = new MicroBatcher(this.lock, C * R * R, (n): Float32Array => new Float32Array(n), async (data, rows) => {
       const out = await this.vision.run({ [VISION_INPUT]: { type: 'float32', data, dims: [rows, C, R, R] } }, [VISION_OUTPUT]);
       this.stats.imageRuns++;
       this.stats.imageRows += rows;
@@ -377,7 +377,7 @@ export class OrtClipEmbedder {
   private textBatcher(T: number): MicroBatcher<BigInt64Array> {
     let b = this.texts.get(T);
     if (!b) {
-      b = new MicroBatcher(this.lock, T, (n) => new BigInt64Array(n), async (data, rows) => {
+      b = new MicroBatcher(this.lock, T, (n): BigInt64Array => new BigInt64Array(n), async (data, rows) => {
         const feeds: Record<string, OrtValue> = {
           [TEXT_INPUT]: this.textIdsType === 'int32'
             ? { type: 'int32', data: Int32Array.from(data, Number), dims: [rows, T] }
