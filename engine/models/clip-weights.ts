@@ -66,6 +66,11 @@ export interface ClipVisionWeights {
 export interface ClipTextWeights {
   /** [vocab, width] */
   tokenEmbedding: tf.Tensor2D;
+  /**
+   * With a pruned vocabulary (config `prunedVocab`): tokenizer id → row of tokenEmbedding,
+   * int32 [maxId + 2]. Ids past the end are clamped to the last entry, which is the unknown row.
+   */
+  tokenRows?: tf.Tensor1D;
   /** [context, width] */
   positionEmbedding: tf.Tensor2D;
   layers: ClipBlockWeights[];
@@ -81,7 +86,15 @@ export interface ClipWeights {
   text: ClipTextWeights;
   /** log of the softmax temperature; logits are scaled by exp(logitScale). */
   logitScale: tf.Scalar;
+  /**
+   * Every weight is a tf.Variable and the forward pass gives gradients w.r.t. the weights too
+   * (training the demo model, engine/demo/train-clip.ts); otherwise weights are constants.
+   */
+  trainable?: boolean;
 }
+
+/** The state-dict key listing the tokenizer id of each row of a pruned token table (-1: unknown). */
+export const TOKEN_IDS_KEY = 'text_model.embeddings.token_ids';
 
 function towerShapes(prefix: string, c: ClipTowerConfig, into: Map<string, number[]>): void {
   const W = c.hiddenSize;
@@ -117,6 +130,7 @@ export function expectedClipShapes(config: ClipConfig): Map<string, number[]> {
   m.set('vision_model.post_layernorm.weight', [v.hiddenSize]).set('vision_model.post_layernorm.bias', [v.hiddenSize]);
   m.set('visual_projection.weight', [E, v.hiddenSize]);
   m.set('text_model.embeddings.token_embedding.weight', [t.vocabSize, t.hiddenSize]);
+  if (t.prunedVocab) m.set(TOKEN_IDS_KEY, [t.vocabSize]);
   m.set('text_model.embeddings.position_embedding.weight', [t.maxPositionEmbeddings, t.hiddenSize]);
   towerShapes('text_model', t, m);
   m.set('text_model.final_layer_norm.weight', [t.hiddenSize]).set('text_model.final_layer_norm.bias', [t.hiddenSize]);
@@ -135,17 +149,60 @@ export function checkClipStateDict(tensors: StateDict, config: ClipConfig, sourc
   const { ignored } = checkStateDict(tensors, expected, { modelName: source });
   for (const key of expected.keys()) {
     const t = tensors.get(key)!;
+    if (key === TOKEN_IDS_KEY) {
+      checkTokenIds(t.data, t.dtype, source);
+      continue;
+    }
     if (t.dtype !== 'float32') throw new ModelLoadError(`${source}: ${key} is ${t.storedAs}, expected a floating-point type`);
   }
   return ignored;
 }
 
-/** Turn a checked state dict into tfjs tensors (which the caller owns: see disposeClipWeights). */
-export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig, source?: string): ClipWeights {
+function checkTokenIds(data: ArrayLike<number>, dtype: string, source: string): void {
+  if (dtype !== 'int32') throw new ModelLoadError(`${source}: ${TOKEN_IDS_KEY} must hold integers, got ${dtype}`);
+  const seen = new Set<number>();
+  for (let i = 0; i < data.length; i++) {
+    const id = data[i]!;
+    if (id < -1 || seen.has(id)) {
+      throw new ModelLoadError(`${source}: ${TOKEN_IDS_KEY}[${i}] is ${id}: ids must be distinct tokenizer ids, or -1 once for the unknown-token row`);
+    }
+    seen.add(id);
+  }
+  if (!seen.has(-1)) throw new ModelLoadError(`${source}: ${TOKEN_IDS_KEY} has no unknown-token row (-1)`);
+}
+
+/**
+ * tokenizer id → row, for a pruned table whose row r holds id `tokenIds[r]` (-1: the unknown
+ * row). One entry past the largest listed id stands for every id beyond it (see encodeText).
+ */
+export function tokenRowTable(tokenIds: ArrayLike<number>): Int32Array {
+  let maxId = 0;
+  let unk = 0;
+  for (let r = 0; r < tokenIds.length; r++) {
+    if (tokenIds[r]! > maxId) maxId = tokenIds[r]!;
+    if (tokenIds[r] === -1) unk = r;
+  }
+  const table = new Int32Array(maxId + 2).fill(unk);
+  for (let r = 0; r < tokenIds.length; r++) if (tokenIds[r]! >= 0) table[tokenIds[r]!] = r;
+  return table;
+}
+
+/**
+ * Turn a checked state dict into tfjs tensors (which the caller owns: see disposeClipWeights).
+ * `trainable` makes every weight a tf.Variable (for training; see ClipWeights.trainable).
+ */
+export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig, source?: string, opts: { trainable?: boolean } = {}): ClipWeights {
   checkClipStateDict(tensors, config, source);
+  const trainable = opts.trainable ?? false;
   const created: tf.Tensor[] = [];
   const host = (key: string) => tensors.get(key)!;
-  const keep = <T extends tf.Tensor>(t: T): T => { created.push(t); return t; };
+  const keep = <T extends tf.Tensor>(t: T): T => {
+    if (!trainable || t.dtype !== 'float32') { created.push(t); return t; }
+    const v = tf.variable(t, true);
+    t.dispose();
+    created.push(v);
+    return v as unknown as T;
+  };
   const t1 = (key: string) => keep(tf.tensor1d(host(key).data as Float32Array));
   const t2 = (key: string) => keep(tf.tensor2d(host(key).data as Float32Array, host(key).shape as [number, number]));
   const ln = (p: string): LayerNormWeights => ({ gamma: t1(`${p}.weight`), beta: t1(`${p}.bias`) });
@@ -153,7 +210,7 @@ export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig,
   const fromStored = (stored: Float32Array, out: number, inp: number, bias: Float32Array | undefined, keepT: boolean): LinearWeights => ({
     w: keep(tf.tensor2d(transposeHost(stored, out, inp), [inp, out])),
     ...(bias ? { b: keep(tf.tensor1d(bias)) } : {}),
-    ...(keepT ? { wT: keep(tf.tensor2d(stored, [out, inp])) } : {}),
+    ...(keepT && !trainable ? { wT: keep(tf.tensor2d(stored, [out, inp])) } : {}),
   });
   const lin = (p: string, keepT: boolean, bias = true): LinearWeights => {
     const { data, shape } = host(`${p}.weight`);
@@ -197,13 +254,14 @@ export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig,
     };
     const text: ClipTextWeights = {
       tokenEmbedding: t2('text_model.embeddings.token_embedding.weight'),
+      ...(config.text.prunedVocab ? { tokenRows: keep(tf.tensor1d(tokenRowTable(host(TOKEN_IDS_KEY).data), 'int32')) } : {}),
       positionEmbedding: t2('text_model.embeddings.position_embedding.weight'),
       layers: layers('text_model', config.text, false),
       finalLn: ln('text_model.final_layer_norm'),
       projection: lin('text_projection', false, false),
     };
     const logitScale = keep(tf.scalar(host('logit_scale').data[0]!));
-    return { config, vision, text, logitScale };
+    return { config, vision, text, logitScale, ...(trainable ? { trainable } : {}) };
   } catch (err) {
     for (const t of created) t.dispose();
     throw err;
@@ -214,6 +272,66 @@ export function clipWeightsFromStateDict(tensors: StateDict, config: ClipConfig,
 function transposeHost(src: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(src.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
+  return out;
+}
+
+/**
+ * The inverse of clipWeightsFromStateDict: the weights as a Hugging Face CLIPModel state dict
+ * (matrices back to [out, in], q/k/v unstacked and q's 1/√headDim scaling undone), for
+ * saving a trained model. `tokenIds` is added for a pruned vocabulary.
+ *
+ * @example
+ * writeSafetensors('model.safetensors', await clipWeightsToStateDict(weights), { float16: true });
+ */
+export async function clipWeightsToStateDict(w: ClipWeights, tokenIds?: Int32Array): Promise<StateDict> {
+  const out: StateDict = new Map();
+  const f32 = async (t: tf.Tensor) => (await t.data()) as Float32Array;
+  const put = (key: string, data: Float32Array | Int32Array, shape: number[]) =>
+    out.set(key, { dtype: data instanceof Int32Array ? 'int32' : 'float32', storedAs: data instanceof Int32Array ? 'I32' : 'F32', shape, data });
+  const putLinear = async (p: string, l: LinearWeights) => {
+    const [inp, o] = l.w.shape;
+    put(`${p}.weight`, transposeHost(await f32(l.w), inp, o), [o, inp]);
+    if (l.b) put(`${p}.bias`, await f32(l.b), [o]);
+  };
+  const putLn = async (p: string, l: LayerNormWeights) => {
+    put(`${p}.weight`, await f32(l.gamma), [l.gamma.shape[0]]);
+    put(`${p}.bias`, await f32(l.beta), [l.beta.shape[0]]);
+  };
+  const putTower = async (prefix: string, layers: ClipBlockWeights[], c: ClipTowerConfig) => {
+    const W = c.hiddenSize;
+    const scale = 1 / Math.sqrt(W / c.numAttentionHeads);
+    for (const [l, b] of layers.entries()) {
+      const p = `${prefix}.encoder.layers.${l}`;
+      await putLn(`${p}.layer_norm1`, b.ln1);
+      const stacked = transposeHost(await f32(b.qkv.w), W, 3 * W); // [3W, W]: q, k, v rows
+      const bias = await f32(b.qkv.b!);
+      ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => {
+        const s = i === 0 ? 1 / scale : 1;
+        put(`${p}.self_attn.${proj}.weight`, stacked.slice(i * W * W, (i + 1) * W * W).map((x) => x * s), [W, W]);
+        put(`${p}.self_attn.${proj}.bias`, bias.slice(i * W, (i + 1) * W).map((x) => x * s), [W]);
+      });
+      await putLinear(`${p}.self_attn.out_proj`, b.out);
+      await putLn(`${p}.layer_norm2`, b.ln2);
+      await putLinear(`${p}.mlp.fc1`, b.fc1);
+      await putLinear(`${p}.mlp.fc2`, b.fc2);
+    }
+  };
+  const { vision: v, text: t, config } = w;
+  const C = config.vision.numChannels, P = config.vision.patchSize, VW = config.vision.hiddenSize;
+  put('vision_model.embeddings.class_embedding', await f32(v.classEmbedding), [VW]);
+  put('vision_model.embeddings.patch_embedding.weight', transposeHost(await f32(v.patch.w), C * P * P, VW), [VW, C, P, P]);
+  put('vision_model.embeddings.position_embedding.weight', await f32(v.positionEmbedding), v.positionEmbedding.shape);
+  await putLn('vision_model.pre_layrnorm', v.preLn);
+  await putTower('vision_model', v.layers, config.vision);
+  await putLn('vision_model.post_layernorm', v.postLn);
+  await putLinear('visual_projection', v.projection);
+  put('text_model.embeddings.token_embedding.weight', await f32(t.tokenEmbedding), t.tokenEmbedding.shape);
+  if (tokenIds) put(TOKEN_IDS_KEY, tokenIds, [tokenIds.length]);
+  put('text_model.embeddings.position_embedding.weight', await f32(t.positionEmbedding), t.positionEmbedding.shape);
+  await putTower('text_model', t.layers, config.text);
+  await putLn('text_model.final_layer_norm', t.finalLn);
+  await putLinear('text_projection', t.projection);
+  put('logit_scale', await f32(w.logitScale), []);
   return out;
 }
 

@@ -29,6 +29,12 @@ export interface ClipTextConfig extends ClipTowerConfig {
   bosTokenId: number;
   eosTokenId: number;
   padTokenId: number;
+  /**
+   * A pruned token-embedding table (our extension, `text_config.pruned_vocab`, used by the
+   * bundled demo model): its `vocab_size` rows hold only some of the tokenizer's ids, listed in
+   * the weights' `text_model.embeddings.token_ids`; other ids read the row listed as -1 (unknown).
+   */
+  prunedVocab: boolean;
 }
 
 export interface ClipVisionConfig extends ClipTowerConfig {
@@ -74,6 +80,12 @@ function positive(obj: Json, key: string, where: string, fallback: number): numb
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
     fail(`\`${where}${key}\` must be a positive number, got ${JSON.stringify(v)}`);
   }
+  return v;
+}
+
+function flag(obj: Json, key: string, where: string): boolean {
+  const v = obj[key] ?? false;
+  if (typeof v !== 'boolean') fail(`\`${where}${key}\` must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -143,6 +155,7 @@ export function parseClipConfig(raw: unknown, preprocessor?: unknown): ClipConfi
     bosTokenId: int(t, 'bos_token_id', 'text_config.', 49406, 0),
     eosTokenId: int(t, 'eos_token_id', 'text_config.', 49407, 0),
     padTokenId: int(t, 'pad_token_id', 'text_config.', 1, 0),
+    prunedVocab: flag(t, 'pruned_vocab', 'text_config.'),
   };
   const vision: ClipVisionConfig = {
     ...tower(v, 'vision_config.', { hiddenSize: 768, intermediateSize: 3072, numAttentionHeads: 12, numHiddenLayers: 12 }),
