@@ -9,11 +9,11 @@
  *   text:   input_ids int64 [batch, sequence] (sequence ≤ the context length) → text_embeds [batch, E]
  * Embeddings are unnormalised, as encodeImage/encodeText return them.
  *
- * Layout choices, for onnxruntime's CPU kernels: activations stay [B, T, W] and every
- * projection is one MatMul against an [in, out] initializer (transposed once here from
- * PyTorch's [out, in]), which ORT runs as a single GEMM over B·T rows with a prepacked
- * weight; q, k, v are one stacked MatMul with q pre-scaled by 1/√headDim; the patch embedding
- * is the Conv itself (stride = kernel), straight from the OIHW weight.
+ * Layout choices, for onnxruntime's CPU kernels: activations are kept 2-D as [B·T, W] between
+ * blocks, so every projection is one Gemm (bias fused) against an [in, out] initializer
+ * (transposed once here from PyTorch's [out, in]; ORT prepacks it); q, k, v are one stacked
+ * Gemm with q pre-scaled by 1/√headDim; the patch embedding is the Conv itself
+ * (stride = kernel), straight from the OIHW weight.
  */
 import { ModelLoadError } from '../errors';
 import type { StateDict } from '../io/host-tensor';
@@ -22,7 +22,7 @@ import type { ClipActivation, ClipConfig, ClipTowerConfig } from '../models/conf
 import { OnnxGraph, floatAttr } from './graph';
 
 /** Bump when the graphs change: it is part of the disk cache key (cache.ts). */
-export const CLIP_ONNX_BUILDER_VERSION = 1;
+export const CLIP_ONNX_BUILDER_VERSION = 2;
 
 /** The names of the standard HF exports' inputs and outputs, which our graphs use too. */
 export const VISION_INPUT = 'pixel_values';
@@ -71,6 +71,8 @@ function tokenRowTable(tokenIds: ArrayLike<number>): BigInt64Array {
 
 class ClipGraph {
   private readonly consts = new Map<string, string>();
+  /** The int64 shape [B, T, heads, hd] that splits [B·T, W] activations into heads (set per tower). */
+  headsShape = '';
   constructor(readonly g: OnnxGraph, readonly tensors: StateDict) {}
 
   /** An int64 constant shared by every layer that needs it. */
@@ -95,14 +97,16 @@ class ClipGraph {
     return this.g.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: floatAttr(eps) }, prefix);
   }
 
-  /** x·wᵀ + b from a stored [out, in] weight (HF layout); the initializer is the [in, out] transpose. */
+  /**
+   * x·wᵀ + b for 2-D x [rows, in], from a stored [out, in] weight (HF layout): a Gemm against
+   * the [in, out] transpose, so the bias is added inside the GEMM rather than by a pass of its own.
+   */
   linear(x: string, prefix: string, bias = true): string {
     const t = this.tensors.get(`${prefix}.weight`)!;
     const [out, inp] = [t.shape[0]!, t.shape[1]!];
     const w = this.g.init(`${prefix}.weight_t`, transposeHost(f32(this.tensors, `${prefix}.weight`), out, inp), [inp, out]);
-    const y = this.g.op('MatMul', [x, w], {}, `${prefix}.matmul`);
-    if (!bias) return y;
-    return this.g.op('Add', [y, this.g.init(`${prefix}.bias`, f32(this.tensors, `${prefix}.bias`), [out])], {}, `${prefix}.add`);
+    const inputs = bias ? [x, w, this.g.init(`${prefix}.bias`, f32(this.tensors, `${prefix}.bias`), [out])] : [x, w];
+    return this.g.op('Gemm', inputs, {}, prefix);
   }
 
   activation(x: string, act: ClipActivation, prefix: string): string {
@@ -119,8 +123,8 @@ class ClipGraph {
   }
 
   /**
-   * Multi-head self-attention on [B, T, W]; `mask` ([T, T], additive) makes it causal.
-   * q, k and v are one MatMul against the stacked [W, 3W] weight, q's part scaled by 1/√hd.
+   * Multi-head self-attention on [B·T, W]; `mask` ([T, T], additive) makes it causal.
+   * q, k and v are one Gemm against the stacked [W, 3W] weight, q's part scaled by 1/√hd.
    */
   attention(x: string, prefix: string, c: ClipTowerConfig, mask: string | undefined): string {
     const g = this.g;
@@ -140,13 +144,10 @@ class ClipGraph {
         bias[i * W + o] = b[o]! * s;
       }
     });
-    const qkv = g.op('Add', [
-      g.op('MatMul', [x, g.init(`${a}.qkv.weight_t`, stacked, [W, 3 * W])], {}, `${a}.qkv.matmul`),
-      g.init(`${a}.qkv.bias`, bias, [3 * W]),
-    ], {}, `${a}.qkv`);
+    const qkv = g.op('Gemm', [x, g.init(`${a}.qkv.weight_t`, stacked, [W, 3 * W]), g.init(`${a}.qkv.bias`, bias, [3 * W])], {}, `${a}.qkv`);
     const [q, k, v] = g.node('Split', [qkv], { axis: -1 }, { outputs: 3, name: `${a}.split` }) as [string, string, string];
-    const heads = this.ints('heads_shape', [0, 0, H, hd]);
-    // [B, T, W] -> [B, T, H, hd] -> [B, H, T, hd] (k: [B, H, hd, T], ready for q·kᵀ)
+    const heads = this.headsShape;
+    // [B·T, W] -> [B, T, H, hd] -> [B, H, T, hd] (k: [B, H, hd, T], ready for q·kᵀ)
     const qh = g.op('Transpose', [g.op('Reshape', [q, heads])], { perm: [0, 2, 1, 3] }, `${a}.q`);
     const kt = g.op('Transpose', [g.op('Reshape', [k, heads])], { perm: [0, 2, 3, 1] }, `${a}.k_t`);
     const vh = g.op('Transpose', [g.op('Reshape', [v, heads])], { perm: [0, 2, 1, 3] }, `${a}.v`);
@@ -154,8 +155,8 @@ class ClipGraph {
     if (mask) scores = g.op('Add', [scores, mask], {}, `${a}.masked`);
     const probs = g.op('Softmax', [scores], { axis: -1 }, `${a}.probs`);
     const context = g.op('MatMul', [probs, vh], {}, `${a}.context`); // [B, H, T, hd]
-    // [B, H, T, hd] -> [B, T, H, hd] -> [B, T, W]
-    const merged = g.op('Reshape', [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }), this.ints('merge_shape', [0, 0, W])], {}, `${a}.merged`);
+    // [B, H, T, hd] -> [B, T, H, hd] -> [B·T, W]
+    const merged = g.op('Reshape', [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }), this.ints('rows_shape', [-1, W])], {}, `${a}.merged`);
     return this.linear(merged, `${a}.out_proj`);
   }
 
@@ -198,10 +199,13 @@ export function buildClipVisionOnnx(config: ClipConfig, tensors: StateDict, opts
   const cls = g.op('Expand', [g.init('vision_model.embeddings.class_embedding', f32(tensors, 'vision_model.embeddings.class_embedding'), [1, 1, W]), clsShape], {}, 'cls');
   const seq = g.op('Concat', [cls, patches], { axis: 1 }, 'tokens'); // [B, 1 + patches, W]
   const pos = g.init('vision_model.embeddings.position_embedding.weight', f32(tensors, 'vision_model.embeddings.position_embedding.weight'), [tokens, W]);
-  let x = b.layerNorm(g.op('Add', [seq, pos], {}, 'embedded'), 'vision_model.pre_layrnorm', W, c.layerNormEps);
+  // [B, T, W] -> [B·T, W]: every projection is then one 2-D Gemm
+  const rows = g.op('Reshape', [g.op('Add', [seq, pos], {}, 'embedded'), b.ints('rows_shape', [-1, W])], {}, 'rows');
+  b.headsShape = g.op('Concat', [batch, g.ints('heads_dims', [tokens, c.numAttentionHeads, W / c.numAttentionHeads])], { axis: 0 }, 'heads_shape');
+  let x = b.layerNorm(rows, 'vision_model.pre_layrnorm', W, c.layerNormEps);
   for (let l = 0; l < c.numHiddenLayers; l++) x = b.block(x, `vision_model.encoder.layers.${l}`, c, undefined);
-  // class token: [B, T, W] -> [B, W]
-  const pooled = g.op('Gather', [x, g.ints('cls_index', [0], true)], { axis: 1 }, 'pooled');
+  // class token: [B·T, W] -> [B, T, W] -> [B, W]
+  const pooled = g.op('Gather', [g.op('Reshape', [x, g.ints('seq_shape', [-1, tokens, W])]), g.ints('cls_index', [0], true)], { axis: 1 }, 'pooled');
   const embeds = b.linear(b.layerNorm(pooled, 'vision_model.post_layernorm', W, c.layerNormEps), 'visual_projection', false);
   g.output(embeds, VISION_OUTPUT, 'float32', ['batch', config.projectionDim]);
   return g.toModel({ producerVersion: String(CLIP_ONNX_BUILDER_VERSION), docString: 'CLIP vision tower (CLIP Studio)' });
@@ -244,12 +248,16 @@ export function buildClipTextOnnx(config: ClipConfig, tensors: StateDict, opts: 
   for (let i = 0; i < ctx; i++) for (let j = i + 1; j < ctx; j++) causal[i * ctx + j] = MASKED; // token i sees 0..i
   const seqLen2 = g.op('Concat', [seqLen, seqLen], { axis: 0 }, 'mask_end');
   const mask = g.op('Slice', [g.init('causal_mask', causal, [ctx, ctx]), g.ints('zero2', [0, 0]), seqLen2, g.ints('axes01', [0, 1])], {}, 'mask'); // [T, T]
-  let x = g.op('Add', [embedded, pos], {}, 'embedded');
+  // [B, T, W] -> [B·T, W]: every projection is then one 2-D Gemm
+  const idsShape = g.op('Shape', [ids], {}, 'ids_shape'); // [B, T]
+  b.headsShape = g.op('Concat', [idsShape, g.ints('heads_dims', [c.numAttentionHeads, W / c.numAttentionHeads])], { axis: 0 }, 'heads_shape');
+  let x = g.op('Reshape', [g.op('Add', [embedded, pos], {}, 'embedded'), b.ints('rows_shape', [-1, W])], {}, 'rows');
   for (let l = 0; l < c.numHiddenLayers; l++) x = b.block(x, `text_model.encoder.layers.${l}`, c, mask);
-  // Pool at argmax(ids) per row: indices [B, 1] -> [B, 1, 1] -> [B, 1, W], GatherElements on T.
+  // Pool at argmax(ids) per row: indices [B, 1] -> [B, 1, 1] -> [B, 1, W], GatherElements on T of [B, T, W].
+  const seq3 = g.op('Reshape', [x, g.op('Concat', [idsShape, g.ints('width', [W])], { axis: 0 })], {}, 'hidden'); // [B, T, W]
   const end = g.op('Unsqueeze', [g.op('ArgMax', [ids], { axis: 1, keepdims: 1, select_last_index: 0 }, 'eot'), g.ints('axis2', [2])]);
   const index = g.op('Expand', [end, g.ints('index_shape', [1, 1, W])], {}, 'eot_index');
-  const picked = g.op('Reshape', [g.op('GatherElements', [x, index], { axis: 1 }), g.ints('pooled_shape', [0, W])], {}, 'pooled'); // [B, W]
+  const picked = g.op('Reshape', [g.op('GatherElements', [seq3, index], { axis: 1 }), g.ints('pooled_shape', [-1, W])], {}, 'pooled'); // [B, W]
   // Layer norm is per token, so normalising only the pooled rows equals HF's norm-then-pool.
   const embeds = b.linear(b.layerNorm(picked, 'text_model.final_layer_norm', W, c.layerNormEps), 'text_projection', false);
   g.output(embeds, TEXT_OUTPUT, 'float32', ['batch', config.projectionDim]);
