@@ -1,0 +1,122 @@
+/**
+ * Training data for the demo CLIP: batches of world pictures with one caption each, the matrix
+ * of which caption fits which picture (for a contrastive loss without false negatives), and the
+ * pruned vocabulary: every BPE token the world's captions can use.
+ */
+import { readFileSync } from 'node:fs';
+import { toClipPixels, type ClipPreprocess } from '../io/images';
+import type { ClipTokenizer } from '../models/tokenizer';
+import { createRng, sampleSeed, type Rng } from './rng';
+import { renderSampleSync, type WorldSample } from './world';
+
+/** Words the caption code adds on its own (articles, lists) or our extra captions use. */
+const EXTRA_WORDS = ['a', 'an', 'and', ',', 'shape', 'shapes', 'picture', 'drawing', 'of', 'on', 'background'];
+
+/**
+ * Every tokenizer id the demo model keeps a row for, in row order: the pad id 0, each token of
+ * the world's vocabulary and templates (prompts/demo/world.json) and of EXTRA_WORDS, the start
+ * and end tokens, and -1 last: the row every other id reads.
+ *
+ * @example
+ * const ids = demoTokenIds(tok); // Int32Array [0, 267, 320, …, 49406, 49407, -1]
+ */
+export function demoTokenIds(tok: ClipTokenizer): Int32Array {
+  const file = JSON.parse(readFileSync(new URL('../../prompts/demo/world.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const texts: string[] = [...EXTRA_WORDS];
+  const visit = (v: unknown, key = ''): void => {
+    if (key.startsWith('$')) return; // comments are not captions
+    if (typeof v === 'string') texts.push(v.replace(/\{\w+\}/g, ' '));
+    else if (Array.isArray(v)) v.forEach((x) => visit(x));
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) { texts.push(k); visit(x, k); }
+  };
+  visit(file);
+  const ids = new Set<number>([0]);
+  for (const t of texts) for (const id of tok.encode(t)) ids.add(id);
+  return Int32Array.from([...[...ids].sort((a, b) => a - b), tok.sotToken, tok.eotToken, -1]);
+}
+
+/**
+ * Captions the world does not write but the studio asks: "a red shape", "two small blue shapes"
+ * (when every shape in the scene has that colour), so "a {color} shape" is a trained phrase.
+ */
+export function extraCaptions(s: WorldSample): string[] {
+  const shapes = s.labels.shapes;
+  if (!shapes?.length) return [];
+  const color = shapes[0]!.color;
+  if (!shapes.every((x) => x.color === color)) return [];
+  const n = shapes.length;
+  const count = n === 1 ? (/^[aeiou]/.test(color) ? 'an' : 'a') : n === 2 ? 'two' : 'three';
+  const noun = n === 1 ? 'shape' : 'shapes';
+  const out = [`${count} ${color} ${noun}`];
+  const size = shapes[0]!.size;
+  if (shapes.every((x) => x.size === size)) out.push(`${n === 1 ? 'a' : count} ${size} ${color} ${noun}`);
+  return out;
+}
+
+export interface ClipBatch {
+  /** NCHW [B, 3, S, S], normalised. */
+  pixels: Float32Array;
+  /** int32 [B, T], T = the longest caption in the batch (start and end tokens included). */
+  ids: Int32Array;
+  tokens: number;
+  /** [B, B]: 1 where caption j is a caption of picture i. */
+  matches: Float32Array;
+  captions: string[];
+  samples: WorldSample[];
+}
+
+export interface BatchOptions {
+  batchSize: number;
+  pre: ClipPreprocess;
+  tok: ClipTokenizer;
+  /** Chance of drawing a picture at twice the model's size and shrinking it like an upload. */
+  largeChance?: number;
+  /** Chance of inserting one out-of-vocabulary token into a caption (teaches the unknown row). */
+  unknownChance?: number;
+  /** Chance that a scene's caption is one of extraCaptions. */
+  extraChance?: number;
+}
+
+/** Token rows of `captions`, cut to the longest one; padding after the end token is zeros. */
+export function tokenRows(tok: ClipTokenizer, captions: string[], rng?: Rng, unknownChance = 0, context = 77): { ids: Int32Array; tokens: number } {
+  const seqs = captions.map((c) => {
+    const body = tok.encode(c).slice(0, context - 3);
+    // an id far from any caption word: it reads the unknown row
+    if (rng && rng.chance(unknownChance)) body.splice(rng.int(0, body.length), 0, rng.int(2000, 40000));
+    return [tok.sotToken, ...body, tok.eotToken];
+  });
+  const tokens = Math.max(...seqs.map((s) => s.length));
+  const ids = new Int32Array(captions.length * tokens);
+  seqs.forEach((s, i) => ids.set(s, i * tokens));
+  return { ids, tokens };
+}
+
+/**
+ * Batch `index` of the stream `seed`: pictures, one caption each, and which caption fits which
+ * picture. Depends only on (seed, index).
+ *
+ * @example
+ * const b = clipBatch(1, 0, { batchSize: 64, pre: config.preprocess, tok });
+ */
+export function clipBatch(seed: number, index: number, opts: BatchOptions): ClipBatch {
+  const { batchSize: B, pre, tok } = opts;
+  const rng = createRng(sampleSeed(seed ^ 0x5eed, index));
+  const samples: WorldSample[] = [];
+  const positives: Set<string>[] = [];
+  const captions: string[] = [];
+  const one = 3 * pre.size * pre.size;
+  const pixels = new Float32Array(B * one);
+  for (let i = 0; i < B; i++) {
+    const size = rng.chance(opts.largeChance ?? 0.5) ? pre.size * 2 : pre.size;
+    const s = renderSampleSync(createRng(sampleSeed(seed, index * B + i)), { size });
+    const extra = extraCaptions(s);
+    samples.push(s);
+    positives.push(new Set([...s.captions, ...extra]));
+    captions.push(extra.length && rng.chance(opts.extraChance ?? 0.15) ? rng.pick(extra) : s.caption);
+    pixels.set(toClipPixels(s.image, pre), i * one);
+  }
+  const matches = new Float32Array(B * B);
+  for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) matches[i * B + j] = positives[i]!.has(captions[j]!) ? 1 : 0;
+  const { ids, tokens } = tokenRows(tok, captions, rng, opts.unknownChance ?? 0.1);
+  return { pixels, ids, tokens, matches, captions, samples };
+}

@@ -1,0 +1,291 @@
+/**
+ * Train the bundled demo CLIP (models/demo-clip) on the synthetic world, from a seed.
+ *
+ * The model is the real architecture (clip.ts: ViT image tower, causal text transformer,
+ * pooled at the end token) at a small size, with a pruned token table read through the real
+ * CLIP BPE tokenizer. Objective: CLIP's symmetric InfoNCE with a learnable temperature
+ * (clamped at 100), where every caption that fits a picture counts as a positive (two doodles
+ * of a cat share "a drawing of a cat"). AdamW, warmup + cosine. Pictures are drawn on the fly
+ * from seeds no evaluation uses (eval-clip.ts).
+ *
+ *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume]
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readSafetensors, writeSafetensors } from '../io/safetensors';
+import type { HostTensor, StateDict } from '../io/host-tensor';
+import { encodeImage, encodeText, logitsPerImage } from '../models/clip';
+import { clipWeightsFromStateDict, clipWeightsToStateDict, expectedClipShapes, TOKEN_IDS_KEY, weightTensors, type ClipWeights } from '../models/clip-weights';
+import { parseClipConfig, type ClipConfig } from '../models/config';
+import { ClipTokenizer } from '../models/tokenizer';
+import { initBackend, tf } from '../runtime/tf';
+import { clipBatch, demoTokenIds, type ClipBatch } from './clip-data';
+import { AdamW, secondsSince, seededNormal, warmupCosine } from './train-common';
+
+/** Seeds of the training stream; evaluation uses DEMO_EVAL_SEED, which training never draws. */
+export const DEMO_TRAIN_SEED = 20240601;
+export const DEMO_EVAL_SEED = 777_000_001;
+
+export interface DemoClipSizes {
+  imageSize: number;
+  patchSize: number;
+  visionWidth: number;
+  visionLayers: number;
+  visionHeads: number;
+  textWidth: number;
+  textLayers: number;
+  textHeads: number;
+  projection: number;
+}
+
+/** The bundled model's sizes: they train in about 45 minutes on two shared cores. */
+export const DEMO_CLIP_SIZES: DemoClipSizes = {
+  imageSize: 64, patchSize: 16, visionWidth: 128, visionLayers: 4, visionHeads: 4,
+  textWidth: 96, textLayers: 3, textHeads: 4, projection: 128,
+};
+
+/** A Hugging Face CLIPConfig JSON for these sizes and a pruned vocabulary of `vocabSize` rows. */
+export function demoClipConfigJson(s: DemoClipSizes, vocabSize: number): Record<string, unknown> {
+  return {
+    architectures: ['CLIPModel'], model_type: 'clip', projection_dim: s.projection, logit_scale_init_value: Math.log(1 / 0.07),
+    text_config: {
+      hidden_size: s.textWidth, intermediate_size: 4 * s.textWidth, num_attention_heads: s.textHeads, num_hidden_layers: s.textLayers,
+      hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, vocab_size: vocabSize, max_position_embeddings: 77,
+      bos_token_id: 49406, eos_token_id: 49407, pad_token_id: 0, pruned_vocab: true,
+    },
+    vision_config: {
+      hidden_size: s.visionWidth, intermediate_size: 4 * s.visionWidth, num_attention_heads: s.visionHeads, num_hidden_layers: s.visionLayers,
+      hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, image_size: s.imageSize, patch_size: s.patchSize, num_channels: 3,
+    },
+  };
+}
+
+/** CLIP's preprocessor config at this image size (OpenAI's mean and std). */
+export function demoPreprocessorJson(s: DemoClipSizes): Record<string, unknown> {
+  return {
+    do_resize: true, size: { shortest_edge: s.imageSize }, resample: 3, do_center_crop: true, crop_size: { height: s.imageSize, width: s.imageSize },
+    do_normalize: true, image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
+    image_processor_type: 'CLIPImageProcessor', processor_class: 'CLIPProcessor',
+  };
+}
+
+/**
+ * A freshly initialised state dict, as OpenAI's `CLIP.initialize_parameters` does it
+ * (normal, std width^-0.5 for attention, (2·width)^-0.5 for the MLP input, scaled down by
+ * the depth for the residual projections; layer norms at 1 and 0).
+ */
+export function initClipStateDict(config: ClipConfig, seed: number, tokenIds: Int32Array): StateDict {
+  const out: StateDict = new Map();
+  let n = 0;
+  for (const [key, shape] of expectedClipShapes(config)) {
+    n++;
+    if (key === TOKEN_IDS_KEY) {
+      out.set(key, { dtype: 'int32', storedAs: 'I32', shape, data: tokenIds.slice() });
+      continue;
+    }
+    const size = shape.reduce((a, b) => a * b, 1);
+    const tower = key.startsWith('vision') || key === 'visual_projection.weight' ? config.vision : config.text;
+    const W = tower.hiddenSize;
+    const L = tower.numHiddenLayers;
+    const normal = (std: number): HostTensor => ({ dtype: 'float32', storedAs: 'F32', shape, data: seededNormal(size, std, seed * 1000 + n) });
+    const constant = (v: number): HostTensor => ({ dtype: 'float32', storedAs: 'F32', shape, data: new Float32Array(size).fill(v) });
+    let t: HostTensor;
+    if (key === 'logit_scale') t = constant(Math.log(1 / 0.07));
+    else if (/(layer_norm\d|layrnorm|layernorm|final_layer_norm)\.weight$/.test(key)) t = constant(1);
+    else if (key.endsWith('.bias')) t = constant(0);
+    else if (key.endsWith('token_embedding.weight')) t = normal(0.02);
+    else if (key === 'text_model.embeddings.position_embedding.weight') t = normal(0.01);
+    else if (key.startsWith('vision_model.embeddings.') && !key.includes('patch')) t = normal(W ** -0.5);
+    else if (key.endsWith('patch_embedding.weight')) t = normal((shape[1]! * shape[2]! * shape[3]!) ** -0.5);
+    else if (/(out_proj|fc2)\.weight$/.test(key)) t = normal(W ** -0.5 * (2 * L) ** -0.5);
+    else if (key.endsWith('fc1.weight')) t = normal((2 * W) ** -0.5);
+    else t = normal(W ** -0.5); // q, k, v and the projections
+    out.set(key, t);
+  }
+  return out;
+}
+
+/**
+ * Symmetric InfoNCE over a batch: image→text and text→image cross-entropy, each against the
+ * uniform distribution over that row's (column's) fitting captions (pictures).
+ */
+export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => {
+    const logits = logitsPerImage(w, encodeImage(w, pixels), encodeText(w, ids)); // [images, texts]
+    const perImage = tf.div(matches, tf.sum(matches, 1, true));
+    const perText = tf.div(matches, tf.sum(matches, 0, true));
+    const i2t = tf.neg(tf.mean(tf.sum(tf.mul(perImage, tf.logSoftmax(logits, 1)), 1)));
+    const t2i = tf.neg(tf.mean(tf.sum(tf.mul(perText, tf.logSoftmax(tf.transpose(logits), 1).transpose()), 0)));
+    return tf.div(tf.add(i2t, t2i), 2) as tf.Scalar;
+  });
+}
+
+export interface TrainOptions {
+  steps: number;
+  batchSize: number;
+  peakLr: number;
+  warmup: number;
+  weightDecay: number;
+  seed: number;
+  sizes: DemoClipSizes;
+  /** Where checkpoints go (model + optimiser state); resumed from when present and `resume`. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  resume?: boolean;
+  log?: (line: string) => void;
+  /** Called after each step with its loss (read back every `readEvery` steps only). */
+  onStep?: (step: number, loss: number) => void;
+  readEvery?: number;
+  /** Train on batch 0 every step (tests: the loss must then fall). */
+  fixedBatch?: boolean;
+}
+
+export interface TrainedClip {
+  weights: ClipWeights;
+  tokenIds: Int32Array;
+  configJson: Record<string, unknown>;
+  losses: { step: number; loss: number }[];
+  seconds: number;
+  steps: number;
+}
+
+function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
+  return {
+    pixels: tf.tensor4d(b.pixels, [batchSize, 3, imageSize, imageSize]),
+    ids: tf.tensor2d(b.ids, [batchSize, b.tokens], 'int32'),
+    matches: tf.tensor2d(b.matches, [batchSize, batchSize]),
+  };
+}
+
+const MAX_LOGIT_SCALE = Math.log(100);
+
+/**
+ * Train from a seed (or resume a checkpoint) and return trainable weights; the caller saves
+ * them (saveDemoClip) and disposes them.
+ */
+export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
+  await initBackend();
+  const log = opts.log ?? (() => {});
+  const tok = await ClipTokenizer.load();
+  const tokenIds = demoTokenIds(tok);
+  const configJson = demoClipConfigJson(opts.sizes, tokenIds.length);
+  const config = parseClipConfig(configJson, demoPreprocessorJson(opts.sizes));
+  const ckptModel = opts.checkpointDir && join(opts.checkpointDir, 'model.safetensors'); // with its config: loadClip reads the directory
+  const ckptState = opts.checkpointDir && join(opts.checkpointDir, 'checkpoint.json');
+  const resuming = !!(opts.resume && ckptModel && existsSync(ckptModel) && ckptState && existsSync(ckptState));
+  const state = resuming ? readSafetensors(ckptModel!).tensors : initClipStateDict(config, opts.seed, tokenIds);
+  const weights = clipWeightsFromStateDict(state, config, 'demo CLIP', { trainable: true });
+  const vars = weightTensors(weights).filter((t): t is tf.Variable => t instanceof tf.Variable);
+  // Decay the matrices of the linears, not gains, biases, embeddings or the temperature (as OpenCLIP).
+  const decay = new Set<tf.Variable>();
+  const visit = (o: unknown): void => {
+    if (o && typeof o === 'object' && 'w' in o && (o as { w: unknown }).w instanceof tf.Variable) decay.add((o as { w: tf.Variable }).w);
+    if (Array.isArray(o)) o.forEach(visit);
+    else if (o && typeof o === 'object' && !(o instanceof tf.Tensor)) Object.values(o).forEach(visit);
+  };
+  visit(weights.vision.layers); visit(weights.text.layers);
+  visit(weights.vision.projection); visit(weights.text.projection); visit(weights.vision.patch);
+  const opt = new AdamW(vars, decay, { weightDecay: opts.weightDecay });
+  const losses: { step: number; loss: number }[] = [];
+  let start = 0;
+  let secondsBefore = 0;
+  if (resuming) {
+    const saved = JSON.parse(readFileSync(ckptState!, 'utf8')) as { step: number; seconds: number; losses: typeof losses };
+    const moments = readSafetensors(join(opts.checkpointDir!, 'optimizer.safetensors')).tensors;
+    const m = vars.map((_, i) => moments.get(`m.${i}`)!.data as Float32Array);
+    const v = vars.map((_, i) => moments.get(`v.${i}`)!.data as Float32Array);
+    opt.restore({ t: saved.step, m, v });
+    start = saved.step;
+    secondsBefore = saved.seconds;
+    losses.push(...saved.losses);
+    log(`resumed at step ${start} (${secondsBefore.toFixed(0)} s trained)`);
+  }
+  const t0 = performance.now();
+  const readEvery = opts.readEvery ?? 10;
+  const checkpoint = async (step: number) => {
+    if (!opts.checkpointDir) return;
+    mkdirSync(opts.checkpointDir, { recursive: true });
+    writeFileSync(join(opts.checkpointDir, 'config.json'), JSON.stringify(configJson, null, 2));
+    writeFileSync(join(opts.checkpointDir, 'preprocessor_config.json'), JSON.stringify(demoPreprocessorJson(opts.sizes), null, 2));
+    writeSafetensors(ckptModel!, await clipWeightsToStateDict(weights, tokenIds));
+    const s = await opt.state();
+    const moments: [string, HostTensor][] = [];
+    vars.forEach((x, i) => {
+      moments.push([`m.${i}`, { dtype: 'float32', storedAs: 'F32', shape: x.shape, data: s.m[i]! }]);
+      moments.push([`v.${i}`, { dtype: 'float32', storedAs: 'F32', shape: x.shape, data: s.v[i]! }]);
+    });
+    writeSafetensors(join(opts.checkpointDir, 'optimizer.safetensors'), moments);
+    writeFileSync(ckptState!, JSON.stringify({ step, seconds: secondsBefore + secondsSince(t0), losses }));
+  };
+  const S = opts.sizes.imageSize;
+  for (let step = start; step < opts.steps; step++) {
+    const batch = clipBatch(opts.seed, opts.fixedBatch ? 0 : step, { batchSize: opts.batchSize, pre: config.preprocess, tok });
+    const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
+    const t = batchTensors(batch, opts.batchSize, S);
+    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches), vars);
+    opt.step(grads, lr);
+    tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
+    tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
+    if ((step + 1) % readEvery === 0 || step === start || step + 1 === opts.steps) {
+      const loss = (await value.data())[0]!;
+      losses.push({ step: step + 1, loss });
+      opts.onStep?.(step + 1, loss);
+      const elapsed = secondsSince(t0);
+      const scale = Math.exp((await weights.logitScale.data())[0]!);
+      log(`step ${step + 1}/${opts.steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} scale ${scale.toFixed(1)} ` +
+        `${((step + 1 - start) * opts.batchSize / elapsed).toFixed(1)} img/s ${elapsed.toFixed(0)} s tensors ${tf.memory().numTensors}`);
+      if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step + 1}`);
+    }
+    value.dispose();
+    if (opts.checkpointEvery && ((step + 1) % opts.checkpointEvery === 0 || step + 1 === opts.steps)) await checkpoint(step + 1);
+  }
+  opt.dispose();
+  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: opts.steps };
+}
+
+/** Write config.json, preprocessor_config.json and model.safetensors (float16) into `dir`. */
+export async function saveDemoClip(dir: string, trained: TrainedClip, sizes: DemoClipSizes): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(trained.configJson, null, 2)}\n`);
+  writeFileSync(join(dir, 'preprocessor_config.json'), `${JSON.stringify(demoPreprocessorJson(sizes), null, 2)}\n`);
+  writeSafetensors(join(dir, 'model.safetensors'), await clipWeightsToStateDict(trained.weights, trained.tokenIds), {
+    float16: true, metadata: { format: 'pt', trained_by: 'engine/demo/train-clip.ts' },
+  });
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> = {
+  steps: 1000, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED,
+};
+
+/** `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`. */
+export async function main(): Promise<void> {
+  const out = resolve(arg('out') ?? 'models/demo-clip');
+  const steps = Number(arg('steps') ?? DEFAULT_TRAIN.steps);
+  const batchSize = Number(arg('batch') ?? DEFAULT_TRAIN.batchSize);
+  const checkpointDir = resolve(arg('checkpoints') ?? 'scratch/demo-clip-checkpoint');
+  const trained = await trainClip({
+    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100,
+    resume: process.argv.includes('--resume'), log: (l) => console.log(l),
+  });
+  await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
+  writeFileSync(join(out, 'training.json'), `${JSON.stringify({
+    seed: DEFAULT_TRAIN.seed, steps, batchSize, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
+    losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
+  }, null, 2)}\n`);
+  console.log(`saved ${out} after ${trained.seconds.toFixed(0)} s`);
+  disposeAll(trained.weights);
+}
+
+function disposeAll(w: ClipWeights): void {
+  for (const t of weightTensors(w)) t.dispose();
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('train-clip.ts')) {
+  await main();
+}
