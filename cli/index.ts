@@ -4,6 +4,7 @@
  *   clip-studio doctor [--json]     what works here, measured
  *   clip-studio models …            list, fetch and verify models
  *   clip-studio serve [--dev]       start the studio server
+ *   clip-studio classify IMAGE...   score images against text labels
  *
  * Exit codes: 0 ok, 1 failure (or doctor: cannot compute), 2 bad usage or configuration.
  */
@@ -11,6 +12,7 @@ import { Command, CommanderError } from 'commander';
 import { ClipStudioError } from '../engine/index';
 import { ConfigError } from '../server/config';
 import { STUDIO_VERSION } from '../server/health';
+import { registerClassifyCommand } from './commands/classify';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerModelsCommand } from './commands/models';
 import { registerServeCommand } from './commands/serve';
@@ -25,6 +27,7 @@ export function buildProgram(): Command {
   registerDoctorCommand(program);
   registerModelsCommand(program);
   registerServeCommand(program);
+  registerClassifyCommand(program);
   return program;
 }
 

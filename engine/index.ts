@@ -53,3 +53,6 @@ export { clipOnnxFiles, clipOnnxKey, type ClipOnnxFiles, type ClipOnnxCacheOptio
 export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, CLIP_ONNX_BUILDER_VERSION } from './onnx/clip-onnx';
 export { OnnxGraph, decodeModel, floatAttr, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';
 export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, type OrtSession, type OrtValue, type OrtSessionOptions, type ExecutionProvider } from './runtime/onnx';
+export { classify, labelLogits, labelProbabilities, resolveClipDir, type ClassifyResult, type ClassifyOptions, type ClassifyImage, type LabelScore } from './classify';
+export { expectedClipShapes } from './models/clip-weights';
+export { buildVqganWeights } from './models/vqgan';

@@ -387,3 +387,20 @@ export async function resizeRgb(img: RgbImage, width: number, height: number, ke
     .toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, data: toRgb(data, info.channels, info.width * info.height) };
 }
+
+/**
+ * Rasterise an SVG document we wrote ourselves (evaluation drawings, never an upload:
+ * decodeImage refuses SVG on purpose) to `size`×`size` RGB, flattened on white.
+ *
+ * @example
+ * const img = await rasterizeSvg('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 128 128">…</svg>', 128);
+ */
+export async function rasterizeSvg(svg: string, size: number): Promise<RgbImage> {
+  checkDims(size, size, size * size * 3, 3, 'the target');
+  const { data, info } = await sharp(Buffer.from(svg), { density: 72 })
+    .resize(size, size, { fit: 'fill' })
+    .flatten({ background: '#ffffff' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, data: toRgb(data, info.channels, info.width * info.height) };
+}
