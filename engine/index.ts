@@ -56,3 +56,11 @@ export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, type OrtSes
 export { classify, labelLogits, labelProbabilities, resolveClipDir, type ClassifyResult, type ClassifyOptions, type ClassifyImage, type LabelScore } from './classify';
 export { expectedClipShapes } from './models/clip-weights';
 export { buildVqganWeights } from './models/vqgan';
+export {
+  validateGenerateParams, parseGeneratePrompt, checkSize, randomSeed, rangeText, GENERATE_LIMITS, PROMPT_MAX_LENGTH, MAX_IMAGE_PROMPTS,
+  type GenerateParams, type ImagePromptSpec,
+} from './guide/params';
+export { planCutouts, cutoutsFromPlan, makeCutouts, type CutoutPlan, type CutoutSpec, type CutoutOptions } from './guide/cutouts';
+export { generate, loadGenerateModels, vqganFactor, type GenerateModels, type GenerateEvent, type GenerateHooks, type Frame, type ModelChoice, type ModelInfo } from './guide/generate';
+export { generateJob, unloadGenerateModels, type GenerateProgress, type GenerateRecipe, type GenerateJobResult, type GenerateJobParams } from './guide/job';
+export { encodeAnimation } from './io/images';

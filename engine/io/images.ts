@@ -404,3 +404,25 @@ export async function rasterizeSvg(svg: string, size: number): Promise<RgbImage>
     .toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, data: toRgb(data, info.channels, info.width * info.height) };
 }
+
+/**
+ * An animated WebP (looping) of equally sized RGB frames, e.g. a generation's previews; each
+ * frame shows for `delayMs` (one number, or one per frame).
+ *
+ * @example
+ * const webp = await encodeAnimation(frames.map((f) => f.rgb), 32, 32, { delayMs: [...frames.map(() => 150), 1500] });
+ */
+export async function encodeAnimation(
+  frames: readonly Uint8Array[], width: number, height: number, opts: { delayMs?: number | number[]; quality?: number } = {},
+): Promise<Buffer> {
+  if (!frames.length) throw new InputError('frames', 'An animation needs at least one frame.');
+  const stacked = new Uint8Array(frames.length * width * height * 3);
+  frames.forEach((f, i) => {
+    checkDims(width, height, f.length, 3, `frame ${i + 1}`);
+    stacked.set(f, i * width * height * 3);
+  });
+  const delay = opts.delayMs ?? 150;
+  return sharp(stacked, { raw: { width, height: height * frames.length, channels: 3, pageHeight: height } })
+    .webp({ quality: opts.quality ?? 90, loop: 0, delay: Array.isArray(delay) ? delay : frames.map(() => delay) })
+    .toBuffer();
+}

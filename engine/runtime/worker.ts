@@ -17,6 +17,7 @@ import { CancelledError, ClipStudioError, InputError } from '../errors';
 import { initBackend, tf, type BackendReport } from './tf';
 import { probeOnnx, type OnnxHealth } from './onnx';
 import { listModels, verifyModel } from '../models/registry';
+import { generateJob } from '../guide/job';
 
 // ---------------------------------------------------------------------------------------------
 // Messages (the host imports these types only)
@@ -199,6 +200,10 @@ const options: WorkerOptions = (workerData ?? {}) as WorkerOptions;
 const JOBS = new Map<string, JobHandler>([
   ['health', () => health()],
   ['tensor-selftest', tensorSelftest],
+  ['generate', (params, ctx) => generateJob(params, {
+    progress: (d) => ctx.progress(d), checkpoint: () => ctx.checkpoint(), backend: options.backend,
+    registry: { dataDir: options.dataDir, installDir: options.modelsDir },
+  })],
 ]);
 if (options.testJobs) {
   JOBS.set('crash-for-test', crashForTest);
