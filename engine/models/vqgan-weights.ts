@@ -219,6 +219,53 @@ export function buildVqganWeights(config: VqganConfig, sd: StateDict, ignoredKey
   };
 }
 
+/**
+ * The inverse of `buildVqganWeights`: the taming state dict (PyTorch key names, OIHW conv
+ * kernels) of a weight tree, e.g. one just trained, ready for `writeSafetensors`. Reads every
+ * tensor back to the host.
+ *
+ * @example
+ * writeSafetensors('models/demo-vqgan/model.safetensors', vqganStateDict(vqgan), { float16: true });
+ */
+export function vqganStateDict(w: VqganWeights): StateDict {
+  const sd: StateDict = new Map();
+  const put = (key: string, t: tf.Tensor) => sd.set(key, { dtype: 'float32', storedAs: 'F32', shape: [...t.shape], data: t.dataSync() as Float32Array });
+  // HWIO (tfjs) -> OIHW (PyTorch)
+  const conv = (name: string, c: Conv) => {
+    const oihw = tf.transpose(c.w, [3, 2, 0, 1]);
+    put(`${name}.weight`, oihw);
+    oihw.dispose();
+    put(`${name}.bias`, c.b);
+  };
+  const norm = (name: string, n: Norm) => { put(`${name}.weight`, n.gamma); put(`${name}.bias`, n.beta); };
+  const resnet = (name: string, r: ResnetBlockWeights) => {
+    norm(`${name}.norm1`, r.norm1); conv(`${name}.conv1`, r.conv1); norm(`${name}.norm2`, r.norm2); conv(`${name}.conv2`, r.conv2);
+    if (r.ninShortcut) conv(`${name}.nin_shortcut`, r.ninShortcut);
+  };
+  const attn = (name: string, a: AttnBlockWeights) => {
+    norm(`${name}.norm`, a.norm); conv(`${name}.q`, a.q); conv(`${name}.k`, a.k); conv(`${name}.v`, a.v); conv(`${name}.proj_out`, a.projOut);
+  };
+  const coder = (name: 'encoder' | 'decoder', c: CoderWeights) => {
+    conv(`${name}.conv_in`, c.convIn);
+    const [levelName, resample] = name === 'encoder' ? ['down', 'downsample'] : ['up', 'upsample'];
+    c.levels.forEach((level, i) => {
+      const at = `${name}.${levelName}.${i}`;
+      level.blocks.forEach((b, j) => resnet(`${at}.block.${j}`, b));
+      level.attns.forEach((a, j) => attn(`${at}.attn.${j}`, a));
+      if (level.resample) conv(`${at}.${resample}.conv`, level.resample);
+    });
+    resnet(`${name}.mid.block_1`, c.mid.block1); attn(`${name}.mid.attn_1`, c.mid.attn1); resnet(`${name}.mid.block_2`, c.mid.block2);
+    norm(`${name}.norm_out`, c.normOut);
+    conv(`${name}.conv_out`, c.convOut);
+  };
+  coder('encoder', w.encoder);
+  coder('decoder', w.decoder);
+  conv('quant_conv', w.quantConv);
+  conv('post_quant_conv', w.postQuantConv);
+  put('quantize.embedding.weight', w.codebook);
+  return sd;
+}
+
 export type VqganSource = string | { configPath: string; weightsPath: string };
 
 const CONFIG_NAMES = ['vqgan_config.json', 'config.json'];

@@ -15,7 +15,7 @@ import { ShapeError } from '../errors';
 import type { AttnBlockWeights, CoderWeights, Conv, Norm, ResnetBlockWeights, VqganWeights } from './vqgan-weights';
 
 export {
-  loadVqgan, disposeVqgan, parseVqganConfig, expectedVqganKeys,
+  loadVqgan, disposeVqgan, parseVqganConfig, expectedVqganKeys, buildVqganWeights, vqganStateDict,
   type VqganWeights, type VqganConfig, type VqganDdConfig, type VqganSource,
 } from './vqgan-weights';
 
@@ -32,38 +32,129 @@ export function nhwcToNchw(x: tf.Tensor4D): tf.Tensor4D {
   return tf.transpose(x, [0, 3, 1, 2]);
 }
 
+/** HWIO kernel rotated 180° in H and W with in/out swapped (HWOI): the kernel of a conv's input gradient. */
+function flipKernel(w: tf.Tensor4D): tf.Tensor4D {
+  return tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]);
+}
+
 /**
  * A stride-1 conv with symmetric padding (k−1)/2 whose input gradient is itself a forward conv
  * (kernel rotated 180° with in/out swapped). Same maths as tfjs's own gradient, but the wasm
  * backend's Conv2DBackpropInput is a slow scalar loop (≈14× its Conv2D), and the guided loop
- * backpropagates through every decoder conv. Weights get no gradient: they are never trained here.
+ * backpropagates through every decoder conv. Weights get no gradient: a loaded model's kernels
+ * are constants (trainable `tf.Variable` kernels take `trainableConv` instead).
  */
 function sameConvWithFastGrad(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
   const pad = (w.shape[0] - 1) / 2;
   const f = tf.customGrad((...args) => ({
     value: tf.conv2d(args[0] as tf.Tensor4D, w, 1, pad),
-    // HWIO -> rotate H and W by 180° -> HWOI
-    gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.conv2d(dy as tf.Tensor4D, tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]), 1, pad)),
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.conv2d(dy as tf.Tensor4D, flipKernel(w), 1, pad)),
   }));
   return f(x) as tf.Tensor4D;
 }
 
+/**
+ * d loss / d kernel of `conv2d(x, ·, stride, pad)`. The wasm backend has no
+ * Conv2DBackpropFilter kernel, so this is the classic rewrite as a forward conv: the batch axis
+ * becomes the channels and dy the kernel, dilated by the stride —
+ * dW[i, j, ci, co] = Σ_{b, y, x} xpad[b, s·y + i, s·x + j, ci] · dy[b, y, x, co].
+ * (An im2col matMul costs 5× more on wasm: its slices, concat and transpose copy k² inputs.)
+ */
+function convFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: number, pad: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const xp = pad ? tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : x;
+    const inputs = tf.transpose(xp, [3, 1, 2, 0]); // [B,Hp,Wp,Cin] -> [Cin,Hp,Wp,B]
+    const kernel = tf.transpose(dy, [1, 2, 0, 3]); // [B,oh,ow,Cout] -> [oh,ow,B,Cout] (HWIO)
+    let dw = tf.conv2d(inputs, kernel, 1, 'valid', 'NHWC', stride); // [Cin, k', k', Cout], k' ≥ k
+    if (dw.shape[1] !== k || dw.shape[2] !== k) dw = tf.slice(dw, [0, 0, 0, 0], [-1, k, k, -1]); // rows the conv never read
+    return tf.transpose(dw, [1, 2, 0, 3]); // [Cin,k,k,Cout] -> [k,k,Cin,Cout]
+  });
+}
+
+/**
+ * A conv whose kernel is trained: gradients for both the input and the kernel. The input
+ * gradient is a forward conv of dy with the flipped kernel (for stride 2, dy is first spread
+ * onto the even positions of a zero grid), since wasm's Conv2DBackpropInput is slow; the kernel
+ * gradient is `convFilterGrad`. Handles what the VQGAN uses: stride 1 with pad (k−1)/2, and
+ * stride 2 unpadded (`downsample`, after its own asymmetric pad).
+ */
+function trainableConv(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
+  const k = w.shape[0];
+  const f = tf.customGrad((...args) => {
+    const [input, kernel, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    save([input, kernel]);
+    return {
+      value: tf.conv2d(input, kernel, stride, pad),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const g = dy as tf.Tensor4D;
+        let dx: tf.Tensor4D;
+        if (stride === 1) {
+          dx = tf.conv2d(g, flipKernel(ws), 1, k - 1 - pad);
+        } else {
+          // Output o read input rows stride·o − pad + i. Spread dy to those rows (zeros between),
+          // then a full correlation with the flipped kernel gives each input row its sum.
+          const [b, oh, ow, c] = g.shape;
+          const spread = tf.reshape(tf.pad(tf.reshape(g, [b, oh, 1, ow, 1, c]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]),
+            [b, oh * stride, ow * stride, c]); // [B,oh,s,ow,s,C] -> [B,oh·s,ow·s,C]
+          const [, ih, iw] = xs.shape;
+          const before = k - 1 - pad;
+          const afterH = ih + k - 1 - before - oh * stride, afterW = iw + k - 1 - before - ow * stride;
+          const fitted = tf.slice(tf.pad(spread as tf.Tensor4D, [[0, 0], [before, Math.max(0, afterH)], [before, Math.max(0, afterW)], [0, 0]]),
+            [0, 0, 0, 0], [b, ih + k - 1, iw + k - 1, c]);
+          dx = tf.conv2d(fitted, flipKernel(ws), 1, 'valid');
+        }
+        return [dx, convFilterGrad(xs, g, k, stride, pad)];
+      }),
+    };
+  });
+  return f(x, w) as tf.Tensor4D;
+}
+
 /** A conv with PyTorch-style symmetric padding (k-1)/2, or none for `valid`. */
 function conv(x: tf.Tensor4D, c: Conv, stride = 1, pad: number | 'valid' = (c.w.shape[0] - 1) / 2): tf.Tensor4D {
-  const y = stride === 1 && pad === (c.w.shape[0] - 1) / 2 ? sameConvWithFastGrad(x, c.w) : tf.conv2d(x, c.w, stride, pad);
+  const same = stride === 1 && pad === (c.w.shape[0] - 1) / 2;
+  let y: tf.Tensor4D;
+  if (c.w instanceof tf.Variable && c.w.trainable) y = trainableConv(x, c.w, stride, pad === 'valid' ? 0 : pad);
+  else y = same ? sameConvWithFastGrad(x, c.w) : tf.conv2d(x, c.w, stride, pad);
   return tf.add(y, c.b);
 }
 
+/**
+ * taming's Normalize (GroupNorm, 32 groups), with a hand-written gradient: autodiff of the
+ * broadcasting mean/variance graph costs ~30 small wasm kernels per norm on the backward pass,
+ * the closed form ten. With x̂ the normalised input and r = 1/√(σ² + ε) per group:
+ * dx = r·(g − mean(g) − x̂·mean(g·x̂)) where g = dy·γ, means over each group; dγ = Σ dy·x̂, dβ = Σ dy.
+ */
 function groupNorm(x: tf.Tensor4D, n: Norm): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [b, h, w, c] = x.shape;
-    const g = tf.reshape(x, [b, h, w, GROUPS, c / GROUPS]); // [B,H,W,C] -> [B,H,W,G,C/G]
-    const mean = tf.mean(g, [1, 2, 4], true);
-    const centred = tf.sub(g, mean);
-    const variance = tf.mean(tf.square(centred), [1, 2, 4], true); // biased, as torch
-    const normed = tf.reshape(tf.div(centred, tf.sqrt(tf.add(variance, NORM_EPS))), [b, h, w, c]); // back to [B,H,W,C]
-    return tf.add(tf.mul(normed, n.gamma), n.beta);
+  const [b, h, w, c] = x.shape;
+  const grouped = [b, h, w, GROUPS, c / GROUPS]; // [B,H,W,C] -> [B,H,W,G,C/G]
+  const f = tf.customGrad((...args) => {
+    const [input, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    const [normed, rstd] = tf.tidy(() => {
+      const g = tf.reshape(input, grouped);
+      const mean = tf.mean(g, [1, 2, 4], true);
+      const centred = tf.sub(g, mean);
+      const variance = tf.mean(tf.square(centred), [1, 2, 4], true); // biased, as torch
+      const r = tf.rsqrt(tf.add(variance, NORM_EPS));
+      return [tf.mul(centred, r), r]; // [B,H,W,G,C/G], [B,1,1,G,1]
+    });
+    save([normed, rstd, gamma]);
+    return {
+      value: tf.add(tf.mul(tf.reshape(normed, [b, h, w, c]), gamma), beta),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [xhat, r, gam] = saved as [tf.Tensor, tf.Tensor, tf.Tensor1D];
+        const dyGrouped = tf.reshape(dy, grouped);
+        const g = tf.reshape(tf.mul(dy, gam), grouped);
+        const proj = tf.mul(xhat, tf.mean(tf.mul(g, xhat), [1, 2, 4], true));
+        const dx = tf.reshape(tf.mul(tf.sub(tf.sub(g, tf.mean(g, [1, 2, 4], true)), proj), r), [b, h, w, c]);
+        const dgamma = tf.reshape(tf.sum(tf.mul(dyGrouped, xhat), [0, 1, 2]), [c]); // [G,C/G] -> [C]
+        const dbeta = tf.sum(tf.reshape(dy, [b * h * w, c]), 0);
+        return [dx, dgamma, dbeta];
+      }),
+    };
   });
+  return f(x, n.gamma, n.beta) as tf.Tensor4D;
 }
 
 /** taming's `nonlinearity`: x·sigmoid(x). */
@@ -81,6 +172,25 @@ function resnetBlock(x: tf.Tensor4D, w: ResnetBlockWeights): tf.Tensor4D {
   });
 }
 
+/**
+ * [B, M, K] · [B, K, N] whose gradients are untransposed matMuls of explicitly transposed
+ * operands: tfjs's own matMul gradient uses transposed BatchMatMuls, which wasm runs ~10× slower.
+ */
+function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const f = tf.customGrad((...args) => {
+    const [x, y, save] = args as [tf.Tensor3D, tf.Tensor3D, tf.GradSaveFunc];
+    save([x, y]);
+    return {
+      value: tf.matMul(x, y),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const [xs, ys] = saved as [tf.Tensor3D, tf.Tensor3D];
+        return [tf.matMul(dy as tf.Tensor3D, tf.transpose(ys, [0, 2, 1])), tf.matMul(tf.transpose(xs, [0, 2, 1]), dy as tf.Tensor3D)];
+      }),
+    };
+  });
+  return f(a, b) as tf.Tensor3D;
+}
+
 /** Single-head self-attention over all H·W positions, scaled by C^-0.5, plus a residual. */
 function attnBlock(x: tf.Tensor4D, w: AttnBlockWeights): tf.Tensor4D {
   return tf.tidy(() => {
@@ -89,8 +199,8 @@ function attnBlock(x: tf.Tensor4D, w: AttnBlockWeights): tf.Tensor4D {
     const q = tf.reshape(conv(n, w.q), [b, h * wd, c]); // [B,H,W,C] -> [B,HW,C]
     const k = tf.reshape(conv(n, w.k), [b, h * wd, c]);
     const v = tf.reshape(conv(n, w.v), [b, h * wd, c]);
-    const scores = tf.mul(tf.matMul(q, k, false, true), c ** -0.5); // [B,HW(query),HW(key)]
-    const out = tf.matMul(tf.softmax(scores), v); // softmax over keys; [B,HW,C]
+    const scores = tf.mul(batchMatMul(q as tf.Tensor3D, tf.transpose(k, [0, 2, 1]) as tf.Tensor3D), c ** -0.5); // [B,HW(query),HW(key)]
+    const out = batchMatMul(tf.softmax(scores) as tf.Tensor3D, v as tf.Tensor3D); // softmax over keys; [B,HW,C]
     return tf.add(x, conv(tf.reshape(out, [b, h, wd, c]), w.projOut)); // [B,HW,C] -> [B,H,W,C]
   });
 }
