@@ -20,7 +20,7 @@ export {
 } from './models/config';
 export { ClipTokenizer } from './models/tokenizer';
 export {
-  decodeImage, preprocessForClip, preprocessBatch, toClipPixels, encodePng, encodeWebp, chwToRgbBytes, resizeRgb,
+  decodeImage, preprocessForClip, preprocessBatch, toClipPixels, encodePng, encodeWebp, chwToRgbBytes, resizeRgb, rasterizeSvg,
   type RgbImage, type ClipPreprocess, type DecodeOptions, type ResizeKernel,
 } from './io/images';
 export { downloadFile, hfResolveUrl, type DownloadOptions, type DownloadProgress, type DownloadResult, type ChecksumSource } from './io/download';

@@ -1,0 +1,152 @@
+/**
+ * CLIP Studio's benchmarks: `npm run bench` prints a table, `npm run bench -- --json` prints
+ * one JSON object on the last line of stdout. Every figure is measured here, on this machine,
+ * with random weights at the real sizes; a figure that cannot be measured is null, with the
+ * reason in the table (and on stderr with --json). Progress goes to stderr.
+ *
+ *   npm run bench [-- --json] [-- --quick]     (--quick skips the minutes-long tfjs figures)
+ *
+ * Throughput figures are the best of several runs, the matmul peak too, so a figure and the
+ * peak it is compared with are measured the same way on a machine that may be shared.
+ */
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { defaultThreads, initBackend } from '../engine/index';
+import { gameScoring } from './game';
+import { generateStepMs } from './generate';
+import { ortInference, sgemmPeak, tfInference } from './inference';
+import { progress, round } from './measure';
+import { clipConfigFor, DEMO, DEMO_VQGAN, randomClipStateDict, VITB32, VQGAN_F16_16384 } from './weights';
+
+type Figure = number | null;
+
+interface Results {
+  machine: { peak_gflops: Figure };
+  inference: {
+    vitb32: {
+      image: { ort: { images_per_s: Figure; gflops: Figure }; tfjs: { images_per_s: Figure; gflops: Figure } };
+      text: { ort: { texts_per_s: Figure }; tfjs: { texts_per_s: Figure } };
+    };
+  };
+  generate: { demo: { ms_per_step: Figure }; vitb32_f16: { ms_per_step: Figure } };
+  game: { scoring: { demo: { p50_ms: Figure; p95_ms: Figure }; vitb32: { p50_ms: Figure; p95_ms: Figure } } };
+}
+
+const args = new Set(process.argv.slice(2));
+const json = args.has('--json');
+const quick = args.has('--quick');
+
+const results: Results = {
+  machine: { peak_gflops: null },
+  inference: { vitb32: { image: { ort: { images_per_s: null, gflops: null }, tfjs: { images_per_s: null, gflops: null } }, text: { ort: { texts_per_s: null }, tfjs: { texts_per_s: null } } } },
+  generate: { demo: { ms_per_step: null }, vitb32_f16: { ms_per_step: null } },
+  game: { scoring: { demo: { p50_ms: null, p95_ms: null }, vitb32: { p50_ms: null, p95_ms: null } } },
+};
+/** Why a figure is null, or how it was measured: dotted path → note. */
+const notes = new Map<string, string>();
+
+async function section(name: string, paths: string[], fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    const why = `failed: ${(err as Error).message.split('\n')[0]}`;
+    progress(`${name} ${why}`);
+    for (const p of paths) notes.set(p, why);
+  }
+}
+
+const started = performance.now();
+const load = loadavg()[0]!;
+const backend = await initBackend();
+progress(`${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, load ${load.toFixed(2)}; tfjs backend ${backend.name}; ORT threads ${defaultThreads()}`);
+
+const vitb32 = clipConfigFor(VITB32);
+const demo = clipConfigFor(DEMO);
+progress('random weights: ViT-B/32 and demo sizes');
+const vitb32Weights = randomClipStateDict(vitb32);
+const demoWeights = randomClipStateDict(demo);
+
+// The peak is measured at the start and again after the ORT figures, and the better one kept:
+// on a shared machine one burst of other work would otherwise set the yardstick.
+let peak = 0;
+const measurePeak = (when: string) => section('peak', ['machine.peak_gflops'], async () => {
+  progress(`SGEMM peak (${when}): ORT MatMul 2048³`);
+  peak = Math.max(peak, await sgemmPeak());
+  results.machine.peak_gflops = round(peak);
+  notes.set('machine.peak_gflops', 'ORT MatMul 2048³, best of 8, measured before and after the ORT figures');
+});
+await measurePeak('before');
+
+await section('ORT inference', ['inference.vitb32.image.ort.images_per_s', 'inference.vitb32.image.ort.gflops', 'inference.vitb32.text.ort.texts_per_s'], async () => {
+  const r = await ortInference(vitb32, vitb32Weights);
+  results.inference.vitb32.image.ort = { images_per_s: round(r.images_per_s, 2), gflops: round(r.gflops) };
+  results.inference.vitb32.text.ort.texts_per_s = round(r.texts_per_s, 2);
+  notes.set('inference.vitb32.image.ort.images_per_s', 'batch 8, best of 5');
+  notes.set('inference.vitb32.text.ort.texts_per_s', 'batch 8 × 77 tokens, best of 5');
+});
+
+await measurePeak('after');
+
+await section('game scoring (demo)', ['game.scoring.demo.p50_ms', 'game.scoring.demo.p95_ms'], async () => {
+  const r = await gameScoring(demo, demoWeights, { rounds: 25 });
+  results.game.scoring.demo = { p50_ms: round(r.p50_ms, 2), p95_ms: round(r.p95_ms, 2) };
+  notes.set('game.scoring.demo.p95_ms', `8 concurrent scorers, ${r.samples} drawings in ${r.runs} ORT runs; embed + similarity vs 28 cached prompts (the game itself does not exist yet)`);
+});
+
+await section('game scoring (ViT-B/32)', ['game.scoring.vitb32.p50_ms', 'game.scoring.vitb32.p95_ms'], async () => {
+  const r = await gameScoring(vitb32, vitb32Weights, { rounds: 5 });
+  results.game.scoring.vitb32 = { p50_ms: round(r.p50_ms, 1), p95_ms: round(r.p95_ms, 1) };
+  notes.set('game.scoring.vitb32.p95_ms', `8 concurrent scorers, ${r.samples} drawings in ${r.runs} ORT runs; embed + similarity vs 28 cached prompts (the game itself does not exist yet)`);
+});
+
+await section('generate (demo)', ['generate.demo.ms_per_step'], async () => {
+  results.generate.demo.ms_per_step = round(await generateStepMs(demo, demoWeights, DEMO_VQGAN, { cutn: 0, steps: 5, warmup: 1 }));
+  notes.set('generate.demo.ms_per_step', `${backend.name}; no generation loop exists yet (engine/guide has the loss only): guidedLoss fwd+bwd + Adam, demo VQGAN 32 px resized to CLIP's 64 px, no cutouts (no defaults exist yet); mean of 5 after 1 warm-up`);
+});
+
+if (quick) {
+  for (const p of ['inference.vitb32.image.tfjs.images_per_s', 'inference.vitb32.image.tfjs.gflops', 'inference.vitb32.text.tfjs.texts_per_s', 'generate.vitb32_f16.ms_per_step']) notes.set(p, 'skipped (--quick)');
+} else {
+  await section('tfjs inference', ['inference.vitb32.image.tfjs.images_per_s', 'inference.vitb32.image.tfjs.gflops', 'inference.vitb32.text.tfjs.texts_per_s'], async () => {
+    const r = await tfInference(vitb32, vitb32Weights);
+    results.inference.vitb32.image.tfjs = { images_per_s: round(r.images_per_s, 3), gflops: round(r.gflops, 2) };
+    results.inference.vitb32.text.tfjs.texts_per_s = round(r.texts_per_s, 3);
+    notes.set('inference.vitb32.image.tfjs.images_per_s', `${r.backend}, batch 8, one timed run after a batch-1 warm-up`);
+    notes.set('inference.vitb32.text.tfjs.texts_per_s', `${r.backend}, batch 8 × 77 tokens, one timed run after a batch-1 warm-up`);
+  });
+  await section('generate (ViT-B/32 + f16)', ['generate.vitb32_f16.ms_per_step'], async () => {
+    results.generate.vitb32_f16.ms_per_step = round(await generateStepMs(vitb32, vitb32Weights, VQGAN_F16_16384, { cutn: 32, steps: 1, warmup: 0 }), 0);
+    notes.set('generate.vitb32_f16.ms_per_step', `${backend.name}; guidedLoss fwd+bwd + Adam at 256 px, 32 random crops (bilinear) into ViT-B/32, f16-16384 VQGAN; one step, no warm-up (no generation loop exists yet)`);
+  });
+}
+
+// ---- report ---------------------------------------------------------------------------------
+
+function flatten(o: object, prefix = ''): [string, Figure][] {
+  return Object.entries(o).flatMap(([k, v]) => (v !== null && typeof v === 'object' ? flatten(v, `${prefix}${k}.`) : [[`${prefix}${k}`, v as Figure]]));
+}
+
+const r = results;
+const ortG = r.inference.vitb32.image.ort.gflops;
+const tfG = r.inference.vitb32.image.tfjs.gflops;
+const derived: string[] = [];
+if (ortG !== null && r.machine.peak_gflops) derived.push(`ORT ViT-B/32 image encode: ${round((100 * ortG) / r.machine.peak_gflops)} % of the measured peak (acceptance ≥ 80 %)`);
+if (ortG !== null && tfG) derived.push(`ORT vs tfjs-${backend.name} image encode: ${round(ortG / tfG)}× (acceptance ≥ 8×)`);
+if (r.game.scoring.demo.p95_ms !== null) derived.push(`game scoring p95, demo: ${r.game.scoring.demo.p95_ms} ms (acceptance ≤ 50 ms)`);
+if (r.game.scoring.vitb32.p95_ms !== null) derived.push(`game scoring p95, ViT-B/32: ${r.game.scoring.vitb32.p95_ms} ms (acceptance ≤ 150 ms)`);
+const footer = `${availableParallelism()} cores, load average ${load.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at the end; ${round((performance.now() - started) / 1000, 0)} s`;
+
+if (json) {
+  for (const [p, n] of notes) if (flatten(results).some(([q, v]) => q === p && v === null)) progress(`${p} is null: ${n}`);
+  for (const d of derived) progress(d);
+  progress(footer);
+  process.stdout.write(`${JSON.stringify(results)}\n`);
+} else {
+  const rows = flatten(results).map(([p, v]) => [p, v === null ? 'null' : String(v), notes.get(p) ?? ''] as const);
+  const w0 = Math.max(...rows.map((x) => x[0].length));
+  const w1 = Math.max(...rows.map((x) => x[1].length));
+  console.log(`${'figure'.padEnd(w0)}  ${'value'.padStart(w1)}  note`);
+  for (const [p, v, n] of rows) console.log(`${p.padEnd(w0)}  ${v.padStart(w1)}  ${n}`);
+  console.log('');
+  for (const d of derived) console.log(d);
+  console.log(footer);
+}
