@@ -24,7 +24,7 @@ import { clipOnnxFiles } from './cache';
 import { buildClipTextOnnx, buildClipVisionOnnx, TEXT_INPUT, TEXT_OUTPUT, VISION_INPUT, VISION_OUTPUT } from './clip-onnx';
 import { LruCache, type TextEmbeddingStore } from './text-cache';
 
-export interface OrtClipEmbedderOptions extends Pick<OrtSessionOptions, 'provider' | 'threads'> {
+export interface OrtClipEmbedderOptions extends Pick<OrtSessionOptions, 'provider' | 'threads' | 'spin'> {
   /** How long the first request of a batch waits for company, in ms (default 3). */
   windowMs?: number;
   /** Most rows in one run (default 32); a single larger request still runs whole. */
@@ -150,6 +150,10 @@ class MicroBatcher<D extends Float32Array | BigInt64Array> {
   }
 }
 
+function sessionOptions(opts: OrtClipEmbedderOptions): OrtSessionOptions {
+  return { ...(opts.provider ? { provider: opts.provider } : {}), ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.spin !== undefined ? { spin: opts.spin } : {}) };
+}
+
 function sha256Text(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
@@ -226,7 +230,7 @@ export class OrtClipEmbedder {
       // No cache directory: key the text cache by the text graph's bytes.
       modelKey = createHash('sha256').update(text).digest('hex');
     }
-    const sessionOpts = { ...(opts.provider ? { provider: opts.provider } : {}), ...(opts.threads ? { threads: opts.threads } : {}) };
+    const sessionOpts = sessionOptions(opts);
     const v = await createOrtSession(vision, { ...sessionOpts, source: 'the CLIP vision graph' });
     const t = await createOrtSession(text, { ...sessionOpts, source: 'the CLIP text graph' }).catch(async (err: unknown) => {
       await v.release();
@@ -255,7 +259,7 @@ export class OrtClipEmbedder {
     src: { visionPath: string; textPath: string; imageSize?: number; contextLength?: number; logitScale?: number },
     opts: OrtClipEmbedderOptions = {},
   ): Promise<OrtClipEmbedder> {
-    const sessionOpts = { ...(opts.provider ? { provider: opts.provider } : {}), ...(opts.threads ? { threads: opts.threads } : {}) };
+    const sessionOpts = sessionOptions(opts);
     const vision = await createOrtSession(src.visionPath, { ...sessionOpts, source: src.visionPath });
     let text: OrtSession | undefined;
     try {
