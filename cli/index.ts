@@ -5,6 +5,7 @@
  *   clip-studio models …            list, fetch and verify models
  *   clip-studio serve [--dev]       start the studio server
  *   clip-studio classify IMAGE...   score images against text labels
+ *   clip-studio generate PROMPT -o out.png   VQGAN+CLIP text-to-image
  *
  * Exit codes: 0 ok, 1 failure (or doctor: cannot compute), 2 bad usage or configuration.
  */
@@ -14,6 +15,7 @@ import { ConfigError } from '../server/config';
 import { STUDIO_VERSION } from '../server/health';
 import { registerClassifyCommand } from './commands/classify';
 import { registerDoctorCommand } from './commands/doctor';
+import { registerGenerateCommand } from './commands/generate';
 import { registerModelsCommand } from './commands/models';
 import { registerServeCommand } from './commands/serve';
 import { CliError } from './errors';
@@ -28,6 +30,7 @@ export function buildProgram(): Command {
   registerModelsCommand(program);
   registerServeCommand(program);
   registerClassifyCommand(program);
+  registerGenerateCommand(program);
   return program;
 }
 

@@ -11,6 +11,10 @@ import { createJobQueue, type JobQueue, type QueueOptions } from './jobs/queue';
 import { EngineHealthProbe, ensureDataDir } from './health';
 import { handleApi, type ApiContext } from './http';
 import { attachStudioSockets } from './studio/socket';
+import { GenerateService } from './studio/generate';
+import { Uploads } from './studio/uploads';
+import { openDatabase } from './store/db';
+import { Gallery } from './store/gallery';
 import type { ClientToServer, ServerToClient } from './protocol';
 
 export interface StudioServerOptions {
@@ -20,6 +24,8 @@ export interface StudioServerOptions {
   /** The project directory Next reads (default: this repository). */
   dir?: string;
   queue?: QueueOptions;
+  /** Directory of model manifests (default: the repo's models/); tests point it elsewhere. */
+  manifestsDir?: string;
 }
 
 export interface StudioServer {
@@ -36,9 +42,11 @@ type NextHandler = (req: import('node:http').IncomingMessage, res: import('node:
 export async function createStudioServer(opts: StudioServerOptions): Promise<StudioServer> {
   const { config } = opts;
   await ensureDataDir(config.dataDir);
-  const queue = createJobQueue(config, opts.queue);
+  const queue = createJobQueue(config, { ...opts.queue, ...(opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {}) });
   const engine = new EngineHealthProbe(queue);
-  const ctx: ApiContext = { config, queue, engine };
+  const db = openDatabase(config.dataDir);
+  const generate = new GenerateService(config, queue, new Gallery(db, config.dataDir), new Uploads(config.dataDir), opts.manifestsDir);
+  const ctx: ApiContext = { config, queue, engine, generate };
 
   let nextHandle: NextHandler | undefined;
   let nextUpgrade: ((req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => Promise<void>) | undefined;
@@ -94,6 +102,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
       io.close(); // also closes the http server
       await queue.close();
       await nextClose?.();
+      db.close();
       await new Promise<void>((r) => (http.listening ? http.close(() => r()) : r()));
     },
   };

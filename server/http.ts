@@ -6,11 +6,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StudioConfig } from './config';
 import type { JobQueue } from './jobs/queue';
 import { buildHealthReport, type EngineHealthProbe } from './health';
+import type { GenerateService } from './studio/generate';
+import { handleStudioApi } from './studio/routes';
 
 export interface ApiContext {
   config: StudioConfig;
   queue: JobQueue;
   engine: EngineHealthProbe;
+  /** Generation, uploads and the gallery (absent in servers built without them). */
+  generate?: GenerateService;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -32,6 +36,10 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, ctx: 
       const report = await buildHealthReport(ctx.config, ctx.queue, ctx.engine, { fresh: url.searchParams.has('fresh') });
       sendJson(res, 200, report);
       return true;
+    }
+    if (ctx.generate) {
+      const backend = async () => (await ctx.engine.get()).tfjs?.backend?.name ?? null;
+      if (await handleStudioApi(req, res, url, ctx.generate, backend)) return true;
     }
     sendJson(res, 404, { error: `No API route ${url.pathname}` });
   } catch (err) {

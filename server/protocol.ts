@@ -5,6 +5,7 @@
  * `job:progress` from the server.
  */
 import { z } from 'zod';
+import { GENERATE_LIMITS, MAX_IMAGE_PROMPTS, PROMPT_MAX_LENGTH, rangeText } from '../engine/index';
 
 /** Bumped on any incompatible change; the server refuses a `hello` with another version. */
 export const PROTOCOL_VERSION = 1;
@@ -47,6 +48,11 @@ export const JobStartSchema = z.discriminatedUnion('kind', [
       delayMs: z.number().int().min(0).max(1000).default(0),
     }).default({ steps: 5, delayMs: 0 }),
     /** Echoed back on `job:queued` so the client can match its request to the job id. */
+    requestId: z.string().max(100).optional(),
+  }),
+  z.object({
+    kind: z.literal('generate'),
+    params: z.lazy(() => GenerateParamsSchema),
     requestId: z.string().max(100).optional(),
   }),
   z.object({
@@ -172,4 +178,85 @@ export function parsePayload<S extends z.ZodType>(schema: S, event: string, raw:
   const issue = r.error.issues[0]!;
   const field = issue.path.length ? issue.path.map(String).join('.') : '(payload)';
   return { ok: false, error: { event, field, message: `${event}: ${field}: ${issue.message}` } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generate (VQGAN+CLIP): the form's parameters, progress, results and the gallery
+
+type Limited = keyof typeof GENERATE_LIMITS;
+
+/** A number in GENERATE_LIMITS' range, with the engine's wording when it is not. */
+function limited(name: Limited) {
+  const l = GENERATE_LIMITS[name];
+  const error = (iss: { input?: unknown }) => `The \`${name}\` option ${rangeText(name)}, got ${JSON.stringify(iss.input) ?? 'nothing'}`;
+  const n = z.number({ error });
+  return (l.integer ? n.int({ error }) : n).min(l.min, { error }).max(l.max, { error });
+}
+
+/** Ids the server gave an upload (`POST /api/uploads`). */
+export const UploadIdSchema = z.string().regex(/^[0-9a-f-]{36}$/, { error: 'not an upload id; upload the image first' });
+/** Registry ids only (never a path). */
+const ModelIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,99}$/, { error: 'must be a model id such as demo-clip' });
+
+export const GenerateParamsSchema = z.object({
+  prompt: z.string({ error: 'The `prompt` must be text' })
+    .refine((s) => s.trim().length > 0, { error: 'The `prompt` is empty: describe the picture, e.g. "a red circle on a blue background"' })
+    .refine((s) => s.length <= PROMPT_MAX_LENGTH, { error: (iss) => `The \`prompt\` must be at most ${PROMPT_MAX_LENGTH} characters, got ${String(iss.input).length}` }),
+  imagePrompts: z.array(z.object({ upload: UploadIdSchema, weight: limited('imageWeight').default(1) }))
+    .max(MAX_IMAGE_PROMPTS, { error: `At most ${MAX_IMAGE_PROMPTS} image prompts` }).default([]),
+  initImage: UploadIdSchema.optional(),
+  initStrength: limited('initStrength').optional(),
+  size: limited('size').optional(),
+  steps: limited('steps').optional(),
+  lr: limited('lr').optional(),
+  seed: limited('seed').optional(),
+  cutn: limited('cutn').optional(),
+  cutPow: limited('cutPow').optional(),
+  augment: z.boolean({ error: 'The `augment` option must be true or false' }).optional(),
+  previewEvery: limited('previewEvery').optional(),
+  clipModel: ModelIdSchema.optional(),
+  vqganModel: ModelIdSchema.optional(),
+});
+export type GenerateParamsInput = z.input<typeof GenerateParamsSchema>;
+
+/** `job:progress` data of a generate job. `preview` is PNG bytes (a Buffer on the wire; an ArrayBuffer in the browser). */
+export interface GenerateProgressData {
+  step: number;
+  total: number;
+  loss: number;
+  elapsedMs: number;
+  etaMs: number;
+  preview?: ArrayBuffer | Uint8Array;
+}
+
+export const GalleryItemSchema = z.object({
+  id: z.string(),
+  createdAt: z.string(),
+  prompt: z.string(),
+  seed: z.number(),
+  width: z.number(),
+  height: z.number(),
+  imageUrl: z.string(),
+  animationUrl: z.string().nullable(),
+  /** Every parameter (uploads by id), model ids and checksums, backend, timings. */
+  recipe: z.record(z.string(), z.unknown()),
+});
+export type GalleryItem = z.infer<typeof GalleryItemSchema>;
+
+/** `job:done` result of a generate job: the saved gallery item. */
+export type GenerateDoneResult = GalleryItem;
+
+/** `GET /api/generate/info`: what the form needs to know. */
+export interface GenerateInfo {
+  models: {
+    clip: { id: string; bundled: boolean; reason: string } | null;
+    vqgan: { id: string; bundled: boolean; reason: string; factor: number; resolution: number } | null;
+    error?: string;
+  };
+  backend: string | null;
+  defaults: Record<string, number | boolean>;
+  limits: Record<string, { min: number; max: number; integer: boolean }>;
+  promptMaxLength: number;
+  /** The words the bundled demo CLIP knows, when it is the active model. */
+  vocabulary: { shapes: string[]; colors: string[]; backgroundColors: string[] } | null;
 }

@@ -48,6 +48,8 @@ export interface WorkerOptions {
   dataDir?: string;
   /** Where fetched models live (CLIP_STUDIO_MODELS; default <dataDir>/models). */
   modelsDir?: string;
+  /** Directory of model manifests (default: the repo's models/). */
+  manifestsDir?: string;
   /** Register the jobs that exist only to test the pool (crash, block). */
   testJobs?: boolean;
 }
@@ -202,7 +204,7 @@ const JOBS = new Map<string, JobHandler>([
   ['tensor-selftest', tensorSelftest],
   ['generate', (params, ctx) => generateJob(params, {
     progress: (d) => ctx.progress(d), checkpoint: () => ctx.checkpoint(), backend: options.backend,
-    registry: { dataDir: options.dataDir, installDir: options.modelsDir },
+    registry: { dataDir: options.dataDir, installDir: options.modelsDir, ...(options.manifestsDir ? { modelsDir: options.manifestsDir } : {}) },
   })],
 ]);
 if (options.testJobs) {

@@ -22,6 +22,8 @@ export interface QueueOptions {
   /** Register the engine's test-only job kinds (crash-for-test, block-for-test). */
   testJobs?: boolean;
   cancelGraceMs?: number;
+  /** Directory of model manifests the workers read (default: the repo's models/). */
+  manifestsDir?: string;
 }
 
 export function createJobQueue(config: StudioConfig, opts: QueueOptions = {}): JobQueue {
@@ -34,6 +36,7 @@ export function createJobQueue(config: StudioConfig, opts: QueueOptions = {}): J
       dataDir: config.dataDir,
       modelsDir: config.modelsDir,
       testJobs: opts.testJobs ?? config.test,
+      ...(opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {}),
     },
   });
   return {

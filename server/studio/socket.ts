@@ -4,7 +4,7 @@
  * and its jobs are cancelled when it disconnects.
  */
 import type { Server, Socket } from 'socket.io';
-import { BusyError, JobFailedError } from '../../engine/index';
+import { BusyError, InputError, JobFailedError } from '../../engine/index';
 import {
   ClientEvent, HelloSchema, JobCancelSchema, JobStartSchema, PROTOCOL_VERSION, ServerEvent, parsePayload,
   type ClientToServer, type JobError, type ServerToClient,
@@ -17,6 +17,7 @@ type StudioSocket = Socket<ClientToServer, ServerToClient>;
 function toJobError(err: unknown): JobError {
   if (err instanceof BusyError) return { code: err.code, message: err.message };
   if (err instanceof JobFailedError) return { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) };
+  if (err instanceof InputError) return { code: err.code, message: err.message, field: err.field };
   return { code: 'INTERNAL', message: 'The job could not be started.' };
 }
 
@@ -49,6 +50,21 @@ export function attachStudioSockets(io: Server<ClientToServer, ServerToClient>, 
       if (!r.ok) return void socket.emit(ServerEvent.error, r.error);
       const { kind, params, requestId } = r.value;
       try {
+        if (kind === 'generate') {
+          if (!ctx.generate) throw new Error('generation is not available on this server');
+          const handle = ctx.generate.start(params, (e) => {
+            switch (e.type) {
+              case 'queued': return void socket.emit(ServerEvent.jobQueued, { jobId: e.jobId, kind, position: e.position, ...(requestId ? { requestId } : {}) });
+              case 'started': return void socket.emit(ServerEvent.jobStarted, { jobId: e.jobId });
+              case 'progress': return void socket.emit(ServerEvent.jobProgress, { jobId: e.jobId, data: e.data });
+              case 'done': owned.delete(e.jobId); return void socket.emit(ServerEvent.jobDone, { jobId: e.jobId, result: e.item });
+              case 'failed': owned.delete(e.jobId); return void socket.emit(ServerEvent.jobFailed, { jobId: e.jobId, error: e.error });
+              case 'cancelled': owned.delete(e.jobId); return void socket.emit(ServerEvent.jobCancelled, { jobId: e.jobId });
+            }
+          });
+          owned.add(handle.id);
+          return;
+        }
         const handle = ctx.queue.submit(kind, params, (e) => {
           switch (e.type) {
             case 'queued': return void socket.emit(ServerEvent.jobQueued, { jobId: e.jobId, kind, position: e.position, ...(requestId ? { requestId } : {}) });

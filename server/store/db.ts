@@ -1,0 +1,59 @@
+/**
+ * The studio's SQLite database (better-sqlite3; server/store/ is its only importer):
+ * `<dataDir>/studio.db` in WAL mode, schema brought up to date by numbered migrations kept in
+ * `PRAGMA user_version`, each applied in its own transaction.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Db = Database.Database;
+
+/** Append only: a released migration is never edited, a new one is added after it. */
+const MIGRATIONS: readonly string[] = [
+  // 1: the gallery of generated images and the recipes that made them.
+  `CREATE TABLE gallery (
+     id TEXT PRIMARY KEY,
+     created_at TEXT NOT NULL,
+     prompt TEXT NOT NULL,
+     seed INTEGER NOT NULL,
+     width INTEGER NOT NULL,
+     height INTEGER NOT NULL,
+     image_file TEXT NOT NULL,
+     animation_file TEXT,
+     recipe TEXT NOT NULL
+   );
+   CREATE INDEX gallery_newest ON gallery (created_at DESC, id DESC);`,
+];
+
+/**
+ * Open (creating if needed) the database in `dataDir` and migrate it.
+ *
+ * @example
+ * const db = openDatabase(config.dataDir);
+ * db.prepare('SELECT count(*) AS n FROM gallery').get();
+ */
+export function openDatabase(dataDir: string, file = 'studio.db'): Db {
+  mkdirSync(dataDir, { recursive: true });
+  const db = new Database(join(dataDir, file));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  migrate(db);
+  return db;
+}
+
+/** Apply the migrations past the database's user_version; returns the version reached. */
+export function migrate(db: Db): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`The database is at schema version ${current}, newer than this studio knows (${MIGRATIONS.length}); upgrade the studio.`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return MIGRATIONS.length;
+}
