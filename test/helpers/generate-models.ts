@@ -17,7 +17,7 @@ export function fixtureManifests(): string {
     mkdirSync(join(dir, id));
     for (const f of files) copyFileSync(join(FIXTURE_DIR, f), join(dir, id, f));
     writeFileSync(join(dir, id, 'model.json'), JSON.stringify({
-      id, family, title: `reference fixture ${family}`, bundled: true, files: files.map((path) => ({ path, required: true })),
+      id, family, title: `reference fixture ${family}`, bundled: true, license: 'MIT', files: files.map((path) => ({ path, required: true })),
     }));
   };
   install('fixture-clip', 'clip', ['clip_config.json', 'clip.safetensors']);
