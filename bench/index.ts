@@ -99,8 +99,9 @@ await section('game scoring (ViT-B/32)', ['game.scoring.vitb32.p50_ms', 'game.sc
 });
 
 await section('generate (demo)', ['generate.demo.ms_per_step'], async () => {
-  results.generate.demo.ms_per_step = round(await generateStepMs(demo, demoWeights, DEMO_VQGAN, { cutn: 0, steps: 5, warmup: 1 }));
-  notes.set('generate.demo.ms_per_step', `${backend.name}; no generation loop exists yet (engine/guide has the loss only): guidedLoss fwd+bwd + Adam, demo VQGAN 32 px resized to CLIP's 64 px, no cutouts (no defaults exist yet); mean of 5 after 1 warm-up`);
+  const g = await generateStepMs(demo, demoWeights, DEMO_VQGAN, { params: { steps: 6 } });
+  results.generate.demo.ms_per_step = round(g.msPerStep);
+  notes.set('generate.demo.ms_per_step', `${backend.name}; engine/guide generate, default settings (cutn ${g.cutn}, ${g.size} px), random demo-size CLIP + VQGAN, mean over ${g.steps} steps`);
 });
 
 if (quick) {
@@ -114,8 +115,9 @@ if (quick) {
     notes.set('inference.vitb32.text.tfjs.texts_per_s', `${r.backend}, batch 8 × 77 tokens, one timed run after a batch-1 warm-up`);
   });
   await section('generate (ViT-B/32 + f16)', ['generate.vitb32_f16.ms_per_step'], async () => {
-    results.generate.vitb32_f16.ms_per_step = round(await generateStepMs(vitb32, vitb32Weights, VQGAN_F16_16384, { cutn: 32, steps: 1, warmup: 0 }), 0);
-    notes.set('generate.vitb32_f16.ms_per_step', `${backend.name}; guidedLoss fwd+bwd + Adam at 256 px, 32 random crops (bilinear) into ViT-B/32, f16-16384 VQGAN; one step, no warm-up (no generation loop exists yet)`);
+    const g = await generateStepMs(vitb32, vitb32Weights, VQGAN_F16_16384, { params: { size: 256, cutn: 32, steps: 2 } });
+    results.generate.vitb32_f16.ms_per_step = round(g.msPerStep, 0);
+    notes.set('generate.vitb32_f16.ms_per_step', `${backend.name}; engine/guide generate at ${g.size} px, cutn ${g.cutn}, random ViT-B/32 + f16-16384 VQGAN, mean over ${g.steps} steps`);
   });
 }
 

@@ -75,8 +75,9 @@ export function randomClipStateDict(config: ClipConfig, seed = 1): StateDict {
     k++;
     const n = shape.reduce((a, b) => a * b, 1);
     if (key.endsWith('token_ids')) {
-      // row r holds tokenizer id r·37 (distinct, spread over the vocabulary); the last row is unknown
-      const ids = Int32Array.from({ length: n }, (_, r) => (r === n - 1 ? -1 : r * 37));
+      // row r holds tokenizer id r·37 (distinct, spread over the vocabulary), then the start and
+      // end tokens (every real table lists them), and the unknown row last
+      const ids = Int32Array.from({ length: n }, (_, r) => (r === n - 1 ? -1 : r === n - 2 ? 49407 : r === n - 3 ? 49406 : r * 37));
       sd.set(key, { dtype: 'int32', storedAs: 'I32', shape, data: ids });
       continue;
     }

@@ -14,11 +14,12 @@
  * text_model.onnx, as Hugging Face / transformers.js name their inputs and outputs).
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { InputError, ModelLoadError, ShapeError } from '../errors';
 import type { StateDict } from '../io/host-tensor';
-import type { ClipConfig } from '../models/config';
+import { findClipFiles, readClipStateDict } from '../models/clip-weights';
+import { readClipConfig, type ClipConfig } from '../models/config';
 import { createOrtSession, type OrtIoInfo, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
 import { clipOnnxFiles } from './cache';
 import { buildClipTextOnnx, buildClipVisionOnnx, TEXT_INPUT, TEXT_OUTPUT, VISION_INPUT, VISION_OUTPUT } from './clip-onnx';
@@ -245,6 +246,27 @@ export class OrtClipEmbedder {
       logitScale: scale === undefined ? 100 : Math.exp(scale),
       modelKey,
     }, opts);
+  }
+
+  /**
+   * Open a CLIP model directory: a user's pair of exports when it has `vision_model.onnx` and
+   * `text_model.onnx` (at its top or under `onnx/`, the transformers.js layout), else its
+   * config and weights (graphs built and cached under `dataDir`, when given).
+   *
+   * @example
+   * const embedder = await OrtClipEmbedder.fromModelDir(resolveClipDir(undefined), { dataDir: 'data' });
+   */
+  static async fromModelDir(dir: string, src: { dataDir?: string; weightsSha256?: string; logitScale?: number } = {}, opts: OrtClipEmbedderOptions = {}): Promise<OrtClipEmbedder> {
+    for (const sub of ['', 'onnx']) {
+      const [visionPath, textPath] = ['vision_model.onnx', 'text_model.onnx'].map((f) => join(dir, sub, f)) as [string, string];
+      if (existsSync(visionPath) && existsSync(textPath)) {
+        return OrtClipEmbedder.fromOnnxFiles({ visionPath, textPath, ...(src.logitScale ? { logitScale: src.logitScale } : {}) }, opts);
+      }
+    }
+    const { configPath, weightsPaths } = findClipFiles(dir);
+    const config = readClipConfig(configPath);
+    const tensors = await readClipStateDict(weightsPaths);
+    return OrtClipEmbedder.fromWeights({ config, tensors, ...(src.dataDir ? { dataDir: src.dataDir } : {}), ...(src.weightsSha256 ? { weightsSha256: src.weightsSha256 } : {}) }, opts);
   }
 
   /**

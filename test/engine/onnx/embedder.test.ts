@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors } from '../../../engine/io/safetensors';
@@ -220,5 +220,27 @@ test('a pruned token table reads the same rows on onnxruntime as on tfjs (known 
     assert.ok(maxAbsDiff(ort, ref) < 1e-5, `onnxruntime and tfjs differ by ${maxAbsDiff(ort, ref)}`);
   } finally {
     clip.dispose();
+  }
+});
+
+test('fromModelDir opens a directory of exports, or of config and weights', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'clip-model-dir-'));
+  try {
+    // transformers.js layout: onnx/vision_model.onnx + onnx/text_model.onnx
+    mkdirSync(join(tmp, 'onnx'));
+    writeFileSync(join(tmp, 'onnx', 'vision_model.onnx'), buildClipVisionOnnx(config, tensors));
+    writeFileSync(join(tmp, 'onnx', 'text_model.onnx'), buildClipTextOnnx(config, tensors));
+    const fromExports = await OrtClipEmbedder.fromModelDir(tmp);
+    assert.match(fromExports.info.modelKey, /^user-/);
+    const a = await fromExports.embedImages(pixels, 2);
+    await fromExports.close();
+    assert.ok(maxAbsDiff(a, cases.get('clip.image_embeds')!.data) < 1e-4);
+    // a fixture directory has clip_config.json + clip.safetensors
+    const fromWeights = await OrtClipEmbedder.fromModelDir(dir);
+    const b = await fromWeights.embedImages(pixels, 2);
+    await fromWeights.close();
+    assert.ok(maxAbsDiff(b, cases.get('clip.image_embeds')!.data) < 1e-4);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
 });
