@@ -1,0 +1,130 @@
+/**
+ * The demo CLIP's model card (models/demo-clip/README.md), written from what was measured:
+ * training.json (train-clip.ts) and the evaluation JSON (eval-clip.ts).
+ *
+ *   npx tsx engine/demo/clip-card.ts [--model models/demo-clip] [--eval scratch/demo-clip-eval.json]
+ */
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readSafetensors } from '../io/safetensors';
+import { TOKEN_IDS_KEY } from '../models/clip-weights';
+import { ClipTokenizer } from '../models/tokenizer';
+import type { DemoClipEvaluation } from './eval-clip';
+import type { DemoClipSizes } from './train-clip';
+import { PROXY_SUBJECTS } from './svg-proxy';
+import { worldVocabulary } from './world';
+
+interface TrainingRecord {
+  seed: number; steps: number; batchSize: number; peakLr: number; warmup: number; weightDecay: number;
+  sizes: DemoClipSizes; seconds: number; backend: string; losses: { step: number; loss: number }[];
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+
+export async function writeClipCard(modelDir: string, evaluation: DemoClipEvaluation): Promise<string> {
+  const t = JSON.parse(readFileSync(join(modelDir, 'training.json'), 'utf8')) as TrainingRecord;
+  const weights = join(modelDir, 'model.safetensors');
+  const tensors = readSafetensors(weights).tensors;
+  let params = 0;
+  for (const [k, x] of tensors) if (k !== TOKEN_IDS_KEY) params += x.data.length;
+  const tok = await ClipTokenizer.load();
+  const ids = [...(tensors.get(TOKEN_IDS_KEY)!.data as Int32Array)];
+  const tokens = ids.map((id) => (id < 0 ? '(unknown)' : tok.tokenOf(id)!.replace('</w>', '·')));
+  const v = worldVocabulary();
+  const s = t.sizes;
+  const loss = (i: number) => t.losses[i]!;
+  const lastLosses = t.losses.slice(-5).map((l) => l.loss);
+  const figures = evaluation.figures.map((f) => `| ${f.name} | ${pct(f.accuracy)} | ${f.correct}/${f.total} | ${f.target ? `≥ ${f.target * 100} %` : ''} |`);
+  const mistakes = evaluation.figures.filter((f) => f.confusions.length).map((f) => `- ${f.name}: ${f.confusions.join('; ')}`);
+  const size = statSync(weights).size;
+  const card = `# demo-clip: a small CLIP trained on the demo world
+
+The bundled CLIP the studio uses when no real CLIP model is installed. It has the real
+architecture (clip.ts: a ViT image tower, a causal text transformer pooled at the end token,
+projections into a shared space, a learned temperature), reads the real CLIP BPE tokenizer's
+ids, and is stored like the released models (Hugging Face \`config.json\`,
+\`preprocessor_config.json\`, \`model.safetensors\`). It knows only the synthetic world it was
+trained on: coloured shapes and black line doodles.
+
+Reproduce: \`npm run train:demo\` (seed ${t.seed}; engine/demo/train-clip.ts), then
+\`npm run eval:demo\` for the figures below (engine/demo/eval-clip.ts).
+
+## Model
+
+| | image tower | text tower |
+|---|---|---|
+| input | ${s.imageSize}×${s.imageSize} RGB, patches ${s.patchSize}×${s.patchSize} (${(s.imageSize / s.patchSize) ** 2} + class token) | real CLIP BPE ids, context 77 |
+| width × layers × heads | ${s.visionWidth} × ${s.visionLayers} × ${s.visionHeads} | ${s.textWidth} × ${s.textLayers} × ${s.textHeads} |
+| MLP | ${4 * s.visionWidth}, quick_gelu | ${4 * s.textWidth}, quick_gelu |
+
+Shared embedding width ${s.projection}; ${(params / 1e6).toFixed(2)} M parameters; \`model.safetensors\` is
+${(size / 1e6).toFixed(2)} MB (float16). Preprocessing is OpenAI CLIP's (bicubic resize of the shorter side,
+centre crop, OpenAI mean/std) at ${s.imageSize} px, so a 128×128 upload is shrunk to ${s.imageSize}×${s.imageSize}.
+
+**Pruned vocabulary.** The token table has ${ids.length} rows instead of 49 408
+(\`text_config.pruned_vocab\`; the tensor \`${TOKEN_IDS_KEY}\` lists the tokenizer id of each
+row, -1 for the unknown row). Any other id reads the unknown row, which training taught to
+carry no meaning (10 % of training captions had an out-of-vocabulary token inserted). The
+kept tokens (· ends a word): ${tokens.join(' ')}
+
+## The world (engine/demo/world.ts, prompts/demo/world.json)
+
+- Scenes of 1–3 shapes — ${v.shapes.join(', ')} — coloured ${v.colors.join(', ')}, ${v.sizes.join(' or ')},
+  in one of 9 places (${v.positions.join(', ')}), on a ${v.backgroundColors.join('/')} background.
+- Doodles: black strokes on white paper, ${v.subjects.length} subjects: ${v.subjects.join(', ')}.
+- Captions from templates ("a big red circle on a blue background", "two small yellow stars",
+  "a green triangle in the top left", "a sketch of a fish"), plus, for training only,
+  "a {color} shape" / "two {color} shapes" when every shape in a scene has that colour.
+- Half the training pictures were drawn at ${2 * s.imageSize} px and shrunk like an upload, half drawn at ${s.imageSize} px.
+
+## Training
+
+Symmetric InfoNCE (CLIP's loss) in which every caption that fits a picture counts as a
+positive (two doodles of a cat both fit "a sketch of a cat"); temperature learned, clamped at
+100; AdamW (β2 0.98, weight decay ${t.weightDecay} on matrices), peak learning rate ${t.peakLr}, ${t.warmup} warmup
+steps, cosine decay. ${t.steps} steps of ${t.batchSize} pictures = ${(t.steps * t.batchSize).toLocaleString('en')} pictures,
+all fresh (no picture seen twice), none from the evaluation seeds.
+
+Trained on the tfjs ${t.backend} backend of a shared 2-core machine (another model trained at the
+same time) in **${(t.seconds / 60).toFixed(1)} minutes**. Loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}
+→ ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} (mean of the last ${lastLosses.length} readings; chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)}).
+
+## Evaluation (evaluation seed ${evaluation.seed}, never used in training)
+
+Pictures are 128×128 and go through the model's own preprocessing. "svg" rows are flat shapes
+and line doodles written as SVG from scratch and rasterised by librsvg (engine/demo/svg-proxy.ts),
+a stand-in for pictures from another program; its doodles cover ${PROXY_SUBJECTS.length} of the subjects but are
+scored among all ${v.subjects.length}.
+
+| figure | accuracy | | target |
+|---|---|---|---|
+${figures.join('\n')}
+
+"Own picture first" is the strict recall: when two pictures fit a caption equally (two doodles of
+the same subject, "a red circle" on two backgrounds) only one can rank first. "A fitting picture
+first" counts the top picture when the caption is one of its own captions.
+
+Most frequent mistakes:
+${mistakes.join('\n')}
+
+## Limits
+
+It knows nothing outside this world: other words share the unknown row, and photographs,
+other colours or other subjects get arbitrary scores. Use a real CLIP
+(\`clip-studio models fetch clip-vit-base-patch32\`) for anything else.
+`;
+  writeFileSync(join(modelDir, 'README.md'), card);
+  return card;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+if (process.argv[1]?.endsWith('clip-card.ts')) {
+  const model = resolve(arg('model') ?? 'models/demo-clip');
+  const evaluation = JSON.parse(readFileSync(arg('eval') ?? 'scratch/demo-clip-eval.json', 'utf8')) as DemoClipEvaluation;
+  await writeClipCard(model, evaluation);
+  console.log(`wrote ${join(model, 'README.md')}`);
+}
