@@ -48,7 +48,9 @@ async function section(name: string, paths: string[], fn: () => Promise<void>): 
   try {
     await fn();
   } catch (err) {
-    const why = `failed: ${(err as Error).message.split('\n')[0]}`;
+    const message = (err as Error).message.split('\n')[0]!;
+    // wasm32 gives tfjs-wasm one heap of at most 4 GB; say so rather than print the trap's text alone
+    const why = `failed: ${message}${/memory access out of bounds|out of memory/i.test(message) ? ` (the ${backend.name} backend ran out of heap)` : ''}`;
     progress(`${name} ${why}`);
     for (const p of paths) notes.set(p, why);
   }
