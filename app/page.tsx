@@ -1,5 +1,11 @@
+import GenerateStudio from './components/GenerateStudio';
 import StudioHome from './components/StudioHome';
 
 export default function Page() {
-  return <StudioHome />;
+  return (
+    <>
+      <GenerateStudio />
+      <StudioHome />
+    </>
+  );
 }

@@ -193,11 +193,6 @@ export default function StudioHome() {
           {selftest.phase === 'cancelled' ? <p className="warn">Cancelled.</p> : null}
         </div>
       </section>
-
-      <section className="card" aria-label="Generate">
-        <h2>Generate</h2>
-        <p className="muted">Coming soon: VQGAN+CLIP image generation from a prompt. The engine models are being built; no generation runs yet.</p>
-      </section>
     </>
   );
 }
