@@ -48,11 +48,11 @@ export interface TrainVqganOptions {
   /** Where to write config.json, model.safetensors and training.json; left out, nothing is written. */
   out?: string;
   config?: VqganConfig;
-  /** Optimiser steps, 1–100000 (default 2400). */
+  /** Optimiser steps, 1–100000 (default 1200). */
   steps?: number;
-  /** Pictures per step (default 16). */
+  /** Pictures per step (default 8). */
   batchSize?: number;
-  /** Peak Adam learning rate (default 1.5e-3), reached after `warmupSteps`, then cosine to a tenth. */
+  /** Peak Adam learning rate (default 2e-3), reached after `warmupSteps`, then cosine to a tenth. */
   learningRate?: number;
   warmupSteps?: number;
   /** Weight of the L1 term next to the MSE (default 0.5). */
@@ -61,10 +61,17 @@ export interface TrainVqganOptions {
   beta?: number;
   /** EMA decay of the codebook statistics (default 0.99). */
   emaDecay?: number;
-  /** Every this many steps, codes whose EMA count fell below `deadBelow` are restarted (default 50). */
+  /** Every this many steps, codes whose EMA count fell below `deadBelow` are restarted (default 25). */
   restartEvery?: number;
-  /** EMA count (assignments per batch) under which a code counts as dead (default 0.1). */
+  /** EMA count (assignments per batch) under which a code counts as dead (default 0.25). */
   deadBelow?: number;
+  /**
+   * Train as a plain autoencoder (no quantiser) for this many steps first, then start the
+   * codebook on the encoder outputs (default 0).
+   */
+  autoencoderSteps?: number;
+  /** Start every residual branch (ResnetBlock conv2, attention proj_out) at zero (default true). */
+  zeroResiduals?: boolean;
   /** Restrict the world to scenes or doodles (default both). */
   kind?: WorldKind;
   logEvery?: number;
@@ -110,7 +117,7 @@ function checkRange(name: string, v: number, lo: number, hi: number, integer = t
  * A fresh state dict for `config` with PyTorch's default initialisation (conv kernels and biases
  * uniform in ±1/√fan_in, GroupNorm γ = 1, β = 0), drawn from `rng`.
  */
-export function initVqganStateDict(config: VqganConfig, rng: Rng): StateDict {
+export function initVqganStateDict(config: VqganConfig, rng: Rng, opts: { zeroResiduals?: boolean } = {}): StateDict {
   const sd: StateDict = new Map();
   const fanIn = new Map<string, number>();
   for (const [key, shape] of expectedVqganKeys(config)) {
@@ -123,6 +130,8 @@ export function initVqganStateDict(config: VqganConfig, rng: Rng): StateDict {
     const isNorm = /norm[^.]*$/.test(layer);
     if (key === 'quantize.embedding.weight') {
       for (let i = 0; i < n; i++) data[i] = rng.range(-1, 1) / config.n_embed; // taming's init; replaced by encoder outputs at step 0
+    } else if (opts.zeroResiduals && /(\.conv2|\.proj_out)$/.test(layer)) {
+      // every residual branch starts as zero, so each block starts as the identity (Fixup, Zhang et al.)
     } else if (isNorm) {
       if (key.endsWith('.weight')) data.fill(1);
     } else {
@@ -220,19 +229,35 @@ class EmaCodebook {
     for (let i = 0; i < n * d; i++) this.sums[i] = decay * this.sums[i]! + (1 - decay) * sum[i]!;
   }
 
-  /** Give each dead code an encoder output from `h` (picked by `rng`); returns how many. */
-  restartDead(h: Float32Array, deadBelow: number, rng: Rng): number {
+  /**
+   * Give each dead code an encoder output from `h`, drawn with probability ∝ its squared
+   * distance to the code it was assigned (`indices`), so restarts split the crowded, mixed
+   * clusters (k-means++ style) instead of landing on the commonest outputs — with half the
+   * world white paper, uniform draws mostly re-create near-white codes. Returns how many.
+   */
+  restartDead(h: Float32Array, indices: Int32Array, deadBelow: number, rng: Rng): number {
     const { n, d } = this;
-    const rows = h.length / d;
-    let restarted = 0;
-    for (let k = 0; k < n; k++) {
-      if (this.counts[k]! >= deadBelow) continue;
-      const r = rng.int(0, rows - 1);
-      for (let j = 0; j < d; j++) this.sums[k * d + j] = h[r * d + j]! + rng.normal() * 1e-3;
-      this.counts[k] = 1;
-      restarted++;
+    const dead: number[] = [];
+    for (let k = 0; k < n; k++) if (this.counts[k]! < deadBelow) dead.push(k);
+    if (!dead.length) return 0;
+    const codes = this.codebook();
+    const cumulative = new Float64Array(indices.length);
+    let total = 0;
+    for (let i = 0; i < indices.length; i++) {
+      const k = indices[i]!;
+      let e = 0;
+      for (let j = 0; j < d; j++) { const t = h[i * d + j]! - codes[k * d + j]!; e += t * t; }
+      total += e;
+      cumulative[i] = total;
     }
-    return restarted;
+    for (const k of dead) {
+      const u = rng.next() * total;
+      let lo = 0, hi = indices.length - 1;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (cumulative[mid]! < u) lo = mid + 1; else hi = mid; }
+      for (let j = 0; j < d; j++) this.sums[k * d + j] = h[lo * d + j]! + rng.normal() * 1e-3;
+      this.counts[k] = 1;
+    }
+    return dead.length;
   }
 
   codebook(): Float32Array {
@@ -272,22 +297,23 @@ function saveModel(out: string, w: VqganWeights, log: { step: number; seconds: n
  *
  * @example
  * await initBackend();
- * const { weights, history } = await trainVqgan({ seed: 1, steps: 2400, out: 'models/demo-vqgan' });
+ * const { weights, history } = await trainVqgan({ seed: 1, out: 'models/demo-vqgan' });
  */
 export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganResult> {
   const config = parseVqganConfig(opts.config ?? DEMO_VQGAN_CONFIG);
   const seed = checkRange('seed', opts.seed, 0, 2 ** 31 - 1);
-  const steps = checkRange('steps', opts.steps ?? 2400, 1, 100000);
-  const batchSize = checkRange('batchSize', opts.batchSize ?? 16, 1, 512);
-  const peakLr = checkRange('learningRate', opts.learningRate ?? 1.5e-3, 1e-6, 1, false);
+  const steps = checkRange('steps', opts.steps ?? 1200, 1, 100000);
+  const batchSize = checkRange('batchSize', opts.batchSize ?? 8, 1, 512);
+  const peakLr = checkRange('learningRate', opts.learningRate ?? 2e-3, 1e-6, 1, false);
   const warmup = checkRange('warmupSteps', opts.warmupSteps ?? Math.min(100, Math.ceil(steps / 10)), 0, 100000);
   const l1Weight = checkRange('l1Weight', opts.l1Weight ?? 0.5, 0, 100, false);
   const beta = checkRange('beta', opts.beta ?? 0.25, 0, 10, false);
   const decay = checkRange('emaDecay', opts.emaDecay ?? 0.99, 0, 0.99999, false);
-  const restartEvery = checkRange('restartEvery', opts.restartEvery ?? 50, 1, 100000);
-  const deadBelow = checkRange('deadBelow', opts.deadBelow ?? 0.1, 0, 1e6, false);
+  const restartEvery = checkRange('restartEvery', opts.restartEvery ?? 25, 1, 100000);
+  const deadBelow = checkRange('deadBelow', opts.deadBelow ?? 0.25, 0, 1e6, false);
   const logEvery = checkRange('logEvery', opts.logEvery ?? 25, 1, 100000);
   const checkpointEvery = checkRange('checkpointEvery', opts.checkpointEvery ?? 200, 1, 100000);
+  const aeSteps = checkRange('autoencoderSteps', opts.autoencoderSteps ?? 0, 0, 100000);
   const size = config.ddconfig.resolution;
   const { n_embed: nCodes, embed_dim: dim } = config;
 
@@ -303,7 +329,7 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
     history = log.history;
     secondsBefore = log.seconds;
   } else {
-    loaded = buildVqganWeights(config, initVqganStateDict(config, createRng(seed)));
+    loaded = buildVqganWeights(config, initVqganStateDict(config, createRng(seed), { zeroResiduals: opts.zeroResiduals ?? true }));
   }
   const { weights, trainable } = toVariables(loaded);
   const codebookVar = weights.codebook as unknown as tf.Variable;
@@ -329,7 +355,8 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
 
   for (let step = startStep; step < steps; step++) {
     const x = await worldBatch(seed, step * batchSize, batchSize, size, opts.kind);
-    if (!ema) {
+    const quantizing = step >= aeSteps;
+    if (!ema && quantizing) {
       // Start the codebook on encoder outputs of the first batch, so every code begins in use.
       const h = tf.tidy(() => tf.reshape(vqganEncode(weights, x), [-1, dim]));
       const rows = h.dataSync() as Float32Array;
@@ -348,19 +375,23 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
       const h = vqganEncode(weights, x); // [B, s, s, D]
       const { zq, indices } = quantizeNoGrad(weights, h);
       const straightThrough = tf.add(h, tf.sub(zq, stopGradient(h))) as tf.Tensor4D; // forward zq, gradient to h
-      const recon = vqganDecode(weights, straightThrough);
+      const recon = vqganDecode(weights, quantizing ? straightThrough : h);
       const diff = tf.sub(recon, x);
       const mse = tf.mean(tf.square(diff)) as tf.Scalar;
       const commitment = tf.mean(tf.square(tf.sub(h, zq))) as tf.Scalar;
       kept = { h: tf.keep(h), indices, mse: tf.keep(mse), commitment: tf.keep(commitment) };
-      return tf.addN([mse, tf.mul(l1Weight, tf.mean(tf.abs(diff))), tf.mul(beta, commitment)]) as tf.Scalar;
+      const terms = [mse, tf.mul(l1Weight, tf.mean(tf.abs(diff)))];
+      if (quantizing) terms.push(tf.mul(beta, commitment));
+      return tf.addN(terms) as tf.Scalar;
     }, true, trainable)!;
     x.dispose();
     const { h, indices, mse, commitment } = kept!;
-    const hHost = h.dataSync() as Float32Array;
-    ema.update(hHost, indices.dataSync() as Int32Array);
-    if ((step + 1) % restartEvery === 0) acc.restarted += ema.restartDead(hHost, deadBelow, rng);
-    tf.tidy(() => codebookVar.assign(tf.tensor2d(ema.codebook(), [nCodes, dim])));
+    if (ema) {
+      const hHost = h.dataSync() as Float32Array;
+      ema.update(hHost, indices.dataSync() as Int32Array);
+      if ((step + 1) % restartEvery === 0) acc.restarted += ema.restartDead(hHost, indices.dataSync() as Int32Array, deadBelow, rng);
+      tf.tidy(() => codebookVar.assign(tf.tensor2d(ema!.codebook(), [nCodes, dim])));
+    }
     acc.loss += loss.dataSync()[0]!;
     acc.mse += mse.dataSync()[0]!;
     acc.commitment += commitment.dataSync()[0]!;
@@ -373,7 +404,7 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
       const entry: TrainLogEntry = {
         step: done, seconds: Math.round(seconds() * 10) / 10, loss: acc.loss / acc.n, mse: meanMse,
         psnr: 10 * Math.log10(4 / meanMse), commitment: acc.commitment / acc.n,
-        codesUsed: ema.takeUsage(), restarted: acc.restarted, learningRate: lrAt(step),
+        codesUsed: ema?.takeUsage() ?? 0, restarted: acc.restarted, learningRate: lrAt(step),
       };
       history.push(entry);
       opts.onLog?.(entry);

@@ -41,7 +41,7 @@ test('a few training steps lower the loss, write a loadable model and leak no te
   assert.deepEqual(loaded.config, parseVqganConfig(tiny));
   const x = tf.randomUniform([2, 16, 16, 3], -1, 1, 'float32', 5);
   const recon = (w: typeof weights) => tf.tidy(() => {
-    const q = vqganQuantize(w, vqganEncode(w, x));
+    const q = vqganQuantize(w, vqganEncode(w, x as tf.Tensor4D));
     return { indices: Array.from(q.indices.dataSync()), image: vqganDecode(w, q.zq).dataSync() as Float32Array };
   });
   const a = recon(weights), b = recon(loaded);
@@ -68,7 +68,7 @@ test('kernel gradients of the trainable conv path match finite differences', asy
   w.decoder.convOut.w = convOut as unknown as tf.Tensor4D;
   const x = tf.randomUniform([2, 16, 16, 3], -1, 1, 'float32', 7);
   const target = tf.randomUniform([2, 16, 16, 3], -1, 1, 'float32', 8);
-  const loss = () => tf.tidy(() => tf.mean(tf.square(tf.sub(vqganDecode(w, vqganEncode(w, x)), target))) as tf.Scalar);
+  const loss = () => tf.tidy(() => tf.mean(tf.square(tf.sub(vqganDecode(w, vqganEncode(w, x as tf.Tensor4D)), target))) as tf.Scalar);
   const { grads, value } = tf.variableGrads(loss, [downsample, convOut]);
   for (const v of [downsample, convOut]) {
     const dir = tf.randomNormal(v.shape, 0, 1, 'float32', 21);
