@@ -102,6 +102,16 @@ export class GenerateService {
       ...(params.initImage ? { initImage: this.uploads.path(params.initImage, 'initImage') } : {}),
     };
     const checked = validateGenerateParams(engineParams); // the engine's own checks, with its messages
+    for (const field of ['clipModel', 'vqganModel'] as const) {
+      const id = params[field];
+      if (!id) continue;
+      try {
+        const m = getModel(id, this.registry); // registry ids only: never a path from a client
+        if (m.family !== (field === 'clipModel' ? 'clip' : 'vqgan')) throw new Error(`${id} is a ${m.family} model`);
+      } catch (err) {
+        throw new InputError(field, `The \`${field}\` option: ${(err as Error).message}`);
+      }
+    }
     const shape = this.vqganShape(params.vqganModel);
     if (shape) checkSize(checked.size, shape.factor, shape.resolution);
     if (params.size === undefined && !shape) throw new InputError('vqganModel', 'No VQGAN model is available to generate with.');

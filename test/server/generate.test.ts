@@ -119,6 +119,8 @@ describe('generate through the studio server', () => {
     await expectError({ ...tiny, prompt: 'a'.repeat(2000) }, 'prompt', /at most 1000 characters/);
     await expectError({ ...tiny, prompt: 'a cat:abc' }, 'prompt', /weight of "a cat:abc"/);
     await expectError({ ...tiny, prompt: 'x', initImage: '00000000-0000-0000-0000-000000000000' }, 'initImage', /upload it again/);
+    await expectError({ ...tiny, prompt: 'x', clipModel: 'fixture-vqgan' }, 'clipModel', /is a vqgan model/);
+    await expectError({ ...tiny, prompt: 'x', vqganModel: 'no-such-model' }, 'vqganModel', /Unknown model/);
 
     const corrupt = await fetch(`${url}/api/uploads?field=initImage`, { method: 'POST', body: Buffer.from('\x89PNG\r\n\x1a\nnot really') });
     assert.equal(corrupt.status, 400);
