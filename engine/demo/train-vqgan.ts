@@ -32,6 +32,9 @@ import { renderBatch, type WorldKind } from './world';
  * Sized for tfjs-wasm on one CPU core: every 3×3 conv at 64×64×32 costs ~17 ms there, and the
  * guided loop backpropagates through the decoder each step, so the decoder stops at 32×32
  * (its output is resized to the demo CLIP's input) and has the fewest levels taming allows.
+ * GroupNorm gets 8 groups of 4 channels instead of taming's 32 of 1: a one-channel group is
+ * instance norm, which maps every flat colour to zero, so a 32-channel taming model cannot
+ * tell a blue background from a grey one except through padding artefacts at the borders.
  */
 export const DEMO_VQGAN_CONFIG: VqganConfig = {
   embed_dim: 16,
@@ -39,6 +42,7 @@ export const DEMO_VQGAN_CONFIG: VqganConfig = {
   ddconfig: {
     double_z: false, z_channels: 16, resolution: 32, in_channels: 3, out_ch: 3,
     ch: 32, ch_mult: [1, 1], num_res_blocks: 1, attn_resolutions: [], dropout: 0,
+    num_groups: 8,
   },
 };
 
@@ -48,7 +52,7 @@ export interface TrainVqganOptions {
   /** Where to write config.json, model.safetensors and training.json; left out, nothing is written. */
   out?: string;
   config?: VqganConfig;
-  /** Optimiser steps, 1–100000 (default 1200). */
+  /** Optimiser steps, 1–100000 (default 700). */
   steps?: number;
   /** Pictures per step (default 8). */
   batchSize?: number;
@@ -302,7 +306,7 @@ function saveModel(out: string, w: VqganWeights, log: { step: number; seconds: n
 export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganResult> {
   const config = parseVqganConfig(opts.config ?? DEMO_VQGAN_CONFIG);
   const seed = checkRange('seed', opts.seed, 0, 2 ** 31 - 1);
-  const steps = checkRange('steps', opts.steps ?? 1200, 1, 100000);
+  const steps = checkRange('steps', opts.steps ?? 700, 1, 100000);
   const batchSize = checkRange('batchSize', opts.batchSize ?? 8, 1, 512);
   const peakLr = checkRange('learningRate', opts.learningRate ?? 2e-3, 1e-6, 1, false);
   const warmup = checkRange('warmupSteps', opts.warmupSteps ?? Math.min(100, Math.ceil(steps / 10)), 0, 100000);

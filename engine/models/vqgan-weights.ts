@@ -29,6 +29,12 @@ export interface VqganDdConfig {
   num_res_blocks: number;
   attn_resolutions: number[];
   dropout: number;
+  /**
+   * GroupNorm groups; taming hard-codes 32 and has no such key (its Encoder ignores unknown
+   * keys). Only the demo model sets it: with ch = 32, 32 groups are one channel each, and an
+   * instance-normalised channel carries no trace of a flat colour, so the tiny demo model uses 8.
+   */
+  num_groups?: number;
 }
 
 /** taming `VQModel` params. */
@@ -41,7 +47,7 @@ export interface VqganConfig {
 /** A conv layer: `w` is HWIO (tfjs layout), `b` is [out]. */
 export interface Conv { w: tf.Tensor4D; b: tf.Tensor1D }
 /** GroupNorm affine parameters, [C] each. */
-export interface Norm { gamma: tf.Tensor1D; beta: tf.Tensor1D }
+export interface Norm { gamma: tf.Tensor1D; beta: tf.Tensor1D; /** GroupNorm groups (taming: 32). */ groups?: number }
 export interface ResnetBlockWeights { norm1: Norm; conv1: Conv; norm2: Norm; conv2: Conv; ninShortcut?: Conv }
 export interface AttnBlockWeights { norm: Norm; q: Conv; k: Conv; v: Conv; projOut: Conv }
 export interface MidWeights { block1: ResnetBlockWeights; attn1: AttnBlockWeights; block2: ResnetBlockWeights }
@@ -97,10 +103,12 @@ export function parseVqganConfig(raw: unknown): VqganConfig {
     num_res_blocks: posInt(d.num_res_blocks, 'ddconfig.num_res_blocks'),
     attn_resolutions: d.attn_resolutions === undefined ? [] : intList(d.attn_resolutions, 'ddconfig.attn_resolutions', 0),
     dropout: typeof d.dropout === 'number' && d.dropout >= 0 && d.dropout < 1 ? d.dropout : d.dropout === undefined ? 0 : fail('ddconfig.dropout', 'a number in [0, 1)', d.dropout),
+    ...(d.num_groups !== undefined ? { num_groups: posInt(d.num_groups, 'ddconfig.num_groups') } : {}),
   };
-  // GroupNorm(32) needs every channel count to be a multiple of 32.
+  // GroupNorm(groups) needs every channel count to be a multiple of the group count.
+  const groups = ddconfig.num_groups ?? 32;
   for (const m of [1, ...ddconfig.ch_mult]) {
-    if ((ddconfig.ch * m) % 32 !== 0) fail('ddconfig.ch', 'such that ch × every ch_mult is a multiple of 32 (GroupNorm has 32 groups)', ddconfig.ch);
+    if ((ddconfig.ch * m) % groups !== 0) fail('ddconfig.ch', `such that ch × every ch_mult is a multiple of ${groups} (GroupNorm has ${groups} groups)`, ddconfig.ch);
   }
   return { embed_dim: posInt(p.embed_dim, 'embed_dim'), n_embed: posInt(p.n_embed, 'n_embed'), ddconfig };
 }
@@ -181,7 +189,8 @@ export function buildVqganWeights(config: VqganConfig, sd: StateDict, ignoredKey
     const w = tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [2, 3, 1, 0]));
     return { w: w as tf.Tensor4D, b: vec(`${name}.bias`) };
   };
-  const norm = (name: string): Norm => ({ gamma: vec(`${name}.weight`), beta: vec(`${name}.bias`) });
+  const groups = config.ddconfig.num_groups ?? 32;
+  const norm = (name: string): Norm => ({ gamma: vec(`${name}.weight`), beta: vec(`${name}.bias`), groups });
   const resnet = (name: string): ResnetBlockWeights => ({
     norm1: norm(`${name}.norm1`), conv1: conv(`${name}.conv1`), norm2: norm(`${name}.norm2`), conv2: conv(`${name}.conv2`),
     ...(sd.has(`${name}.nin_shortcut.weight`) ? { ninShortcut: conv(`${name}.nin_shortcut`) } : {}),

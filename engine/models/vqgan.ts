@@ -19,7 +19,7 @@ export {
   type VqganWeights, type VqganConfig, type VqganDdConfig, type VqganSource,
 } from './vqgan-weights';
 
-const GROUPS = 32; // taming's Normalize: GroupNorm(num_groups=32, eps=1e-6, affine=True)
+const GROUPS = 32; // taming's Normalize: GroupNorm(num_groups=32, eps=1e-6, affine=True); see VqganDdConfig.num_groups
 const NORM_EPS = 1e-6;
 
 /** [B, C, H, W] -> [B, H, W, C] */
@@ -121,14 +121,15 @@ function conv(x: tf.Tensor4D, c: Conv, stride = 1, pad: number | 'valid' = (c.w.
 }
 
 /**
- * taming's Normalize (GroupNorm, 32 groups), with a hand-written gradient: autodiff of the
+ * taming's Normalize (GroupNorm, 32 groups unless the config says otherwise), with a hand-written gradient: autodiff of the
  * broadcasting mean/variance graph costs ~30 small wasm kernels per norm on the backward pass,
  * the closed form ten. With x̂ the normalised input and r = 1/√(σ² + ε) per group:
  * dx = r·(g − mean(g) − x̂·mean(g·x̂)) where g = dy·γ, means over each group; dγ = Σ dy·x̂, dβ = Σ dy.
  */
 function groupNorm(x: tf.Tensor4D, n: Norm): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
-  const grouped = [b, h, w, GROUPS, c / GROUPS]; // [B,H,W,C] -> [B,H,W,G,C/G]
+  const groups = n.groups ?? GROUPS;
+  const grouped = [b, h, w, groups, c / groups]; // [B,H,W,C] -> [B,H,W,G,C/G]
   const f = tf.customGrad((...args) => {
     const [input, gamma, beta, save] = args as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
     const [normed, rstd] = tf.tidy(() => {
