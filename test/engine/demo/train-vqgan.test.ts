@@ -90,5 +90,8 @@ test('kernel gradients of the trainable conv path match finite differences', asy
 
 test('the bundled demo config is a valid taming config and the options are range-checked', async () => {
   assert.deepEqual(parseVqganConfig(DEMO_VQGAN_CONFIG), DEMO_VQGAN_CONFIG);
+  const dd = DEMO_VQGAN_CONFIG.ddconfig;
+  assert.throws(() => parseVqganConfig({ ...DEMO_VQGAN_CONFIG, ddconfig: { ...dd, num_groups: 5 } }), /multiple of 5 \(GroupNorm has 5 groups\)/);
+  assert.equal(parseVqganConfig({ ...DEMO_VQGAN_CONFIG, ddconfig: { ...dd, num_groups: undefined } }).ddconfig.num_groups, undefined, 'taming configs keep 32 groups');
   await assert.rejects(trainVqgan({ seed: 1, config: tiny, steps: 0 }), /`steps` option must be an integer between 1 and 100000, got 0/);
 });
