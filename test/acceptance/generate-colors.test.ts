@@ -10,8 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRng, generate, initBackend, loadGenerateModels, validateGenerateParams, worldVocabulary, type GenerateModels } from '../../engine/index';
-import { judgeColours, worldColours } from '../helpers/colors';
+import { generate, initBackend, loadGenerateModels, validateGenerateParams, type GenerateModels } from '../../engine/index';
+import { acceptancePrompts, judgeColours } from '../helpers/colors';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { IN_CI } from '../helpers/system';
 
@@ -22,21 +22,6 @@ if (!present) {
   const why = 'the bundled demo models (models/demo-clip, models/demo-vqgan) are not trained yet: npm run train:demo';
   if (IN_CI) throw new Error(`CI=true and ${why}`);
   console.warn(`\n${'!'.repeat(78)}\n!! SKIPPING the colour acceptance test: ${why}.\n${'!'.repeat(78)}\n`);
-}
-
-/** The prompts: seeded picks of (foreground colour, shape, background colour), colours distinct. */
-export function acceptancePrompts(n: number): { prompt: string; fg: string; bg: string }[] {
-  const v = worldVocabulary();
-  const { shapeColors, backgroundColors } = worldColours();
-  const rng = createRng(20260601);
-  const out: { prompt: string; fg: string; bg: string }[] = [];
-  while (out.length < n) {
-    const fg = rng.pick(shapeColors);
-    const bg = rng.pick(backgroundColors);
-    if (fg === bg) continue;
-    out.push({ prompt: `a ${fg} ${rng.pick(v.shapes)} on a ${bg} background`, fg, bg });
-  }
-  return out;
 }
 
 describe('demo models: prompted colours dominate', { skip: present ? false : 'demo models not installed' }, () => {

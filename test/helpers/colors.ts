@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRng, worldVocabulary } from '../../engine/index';
 import { REPO_ROOT } from './fixtures';
 
 interface WorldColours { colors: Record<string, [number, number, number][]>; shapeColors: string[]; backgroundColors: string[] }
@@ -40,4 +41,19 @@ export function judgeColours(rgb: Uint8Array, foreground: string, background: st
   const shares = [...counts].map(([name, c]) => ({ name, share: c / n })).sort((a, b) => b.share - a.share);
   const top2 = new Set(shares.slice(0, 2).map((s) => s.name));
   return { pass: top2.has(foreground) && top2.has(background), shares };
+}
+
+/** The prompts: seeded picks of (foreground colour, shape, background colour), colours distinct. */
+export function acceptancePrompts(n: number): { prompt: string; fg: string; bg: string }[] {
+  const v = worldVocabulary();
+  const { shapeColors, backgroundColors } = worldColours();
+  const rng = createRng(20260601);
+  const out: { prompt: string; fg: string; bg: string }[] = [];
+  while (out.length < n) {
+    const fg = rng.pick(shapeColors);
+    const bg = rng.pick(backgroundColors);
+    if (fg === bg) continue;
+    out.push({ prompt: `a ${fg} ${rng.pick(v.shapes)} on a ${bg} background`, fg, bg });
+  }
+  return out;
 }
