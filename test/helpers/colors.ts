@@ -43,6 +43,9 @@ export function judgeColours(rgb: Uint8Array, foreground: string, background: st
   return { pass: top2.has(foreground) && top2.has(background), shares };
 }
 
+/** English's article, as the demo captions write it ("an orange star"). */
+const an = (word: string) => (/^[aeiou]/.test(word) ? 'an' : 'a');
+
 /** The prompts: seeded picks of (foreground colour, shape, background colour), colours distinct. */
 export function acceptancePrompts(n: number): { prompt: string; fg: string; bg: string }[] {
   const v = worldVocabulary();
@@ -53,7 +56,7 @@ export function acceptancePrompts(n: number): { prompt: string; fg: string; bg: 
     const fg = rng.pick(shapeColors);
     const bg = rng.pick(backgroundColors);
     if (fg === bg) continue;
-    out.push({ prompt: `a ${fg} ${rng.pick(v.shapes)} on a ${bg} background`, fg, bg });
+    out.push({ prompt: `${an(fg)} ${fg} ${rng.pick(v.shapes)} on ${an(bg)} ${bg} background`, fg, bg });
   }
   return out;
 }
