@@ -7,7 +7,38 @@ import { readFileSync } from 'node:fs';
 import { toClipPixels, type ClipPreprocess } from '../io/images';
 import type { ClipTokenizer } from '../models/tokenizer';
 import { createRng, sampleSeed, type Rng } from './rng';
-import { renderSampleSync, type WorldSample } from './world';
+import { renderSampleSync, worldVocabulary, type WorldSample } from './world';
+
+const an = (w: string) => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`;
+
+/**
+ * The label captions of the three attribute groups the studio asks about, in column order:
+ * "a {shape}", "a {color} shape", "a drawing of a {subject}". Each is a caption the world (or
+ * extraCaptions) gives a picture: a lone red circle is "a circle" and "a red shape".
+ */
+export function labelPrompts(): { texts: string[]; groups: { name: 'shape' | 'color' | 'subject'; start: number; size: number }[] } {
+  const v = worldVocabulary();
+  const texts = [...v.shapes.map(an), ...v.colors.map((c) => `${an(c)} shape`), ...v.subjects.map((s) => `a drawing of ${an(s)}`)];
+  return {
+    texts,
+    groups: [
+      { name: 'shape', start: 0, size: v.shapes.length },
+      { name: 'color', start: v.shapes.length, size: v.colors.length },
+      { name: 'subject', start: v.shapes.length + v.colors.length, size: v.subjects.length },
+    ],
+  };
+}
+
+/** Which label caption of each group fits a picture (-1: none does, e.g. a scene of two shapes). */
+export function labelTargets(s: WorldSample): { shape: number; color: number; subject: number } {
+  const v = worldVocabulary();
+  const one = s.labels.shapes?.length === 1 ? s.labels.shapes[0]! : undefined;
+  return {
+    shape: one ? v.shapes.indexOf(one.shape) : -1,
+    color: one ? v.colors.indexOf(one.color) : -1,
+    subject: s.labels.subject ? v.subjects.indexOf(s.labels.subject) : -1,
+  };
+}
 
 /** Words the caption code adds on its own (articles, lists) or our extra captions use. */
 const EXTRA_WORDS = ['a', 'an', 'and', ',', 'shape', 'shapes', 'picture', 'drawing', 'of', 'on', 'background'];
@@ -63,6 +94,8 @@ export interface ClipBatch {
   matches: Float32Array;
   captions: string[];
   samples: WorldSample[];
+  /** [B] per group: the fitting label caption's index in its group, or -1 (labelTargets). */
+  targets: { shape: Int32Array; color: Int32Array; subject: Int32Array };
 }
 
 export interface BatchOptions {
@@ -75,6 +108,11 @@ export interface BatchOptions {
   unknownChance?: number;
   /** Chance that a scene's caption is one of extraCaptions. */
   extraChance?: number;
+  /**
+   * Draw scenes twice as often as doodles, and half the scenes with a single shape (so the
+   * label captions of labelPrompts fit about half the batch). Otherwise the world's own mix.
+   */
+  labelMix?: boolean;
 }
 
 /** Token rows of `captions`, cut to the longest one; padding after the end token is zeros. */
@@ -108,7 +146,14 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
   const pixels = new Float32Array(B * one);
   for (let i = 0; i < B; i++) {
     const size = rng.chance(opts.largeChance ?? 0.5) ? pre.size * 2 : pre.size;
-    const s = renderSampleSync(createRng(sampleSeed(seed, index * B + i)), { size });
+    const sampleRng = createRng(sampleSeed(seed, index * B + i));
+    let s: WorldSample;
+    if (!opts.labelMix) s = renderSampleSync(sampleRng, { size });
+    else if (rng.chance(1 / 3)) s = renderSampleSync(sampleRng, { size, kind: 'doodle' });
+    else {
+      const single = rng.chance(0.5);
+      do s = renderSampleSync(sampleRng, { size, kind: 'scene' }); while (single && s.labels.shapes!.length !== 1);
+    }
     const extra = extraCaptions(s);
     samples.push(s);
     positives.push(new Set([...s.captions, ...extra]));
@@ -118,5 +163,7 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
   const matches = new Float32Array(B * B);
   for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) matches[i * B + j] = positives[i]!.has(captions[j]!) ? 1 : 0;
   const { ids, tokens } = tokenRows(tok, captions, rng, opts.unknownChance ?? 0.1);
-  return { pixels, ids, tokens, matches, captions, samples };
+  const t = samples.map(labelTargets);
+  const targets = { shape: Int32Array.from(t, (x) => x.shape), color: Int32Array.from(t, (x) => x.color), subject: Int32Array.from(t, (x) => x.subject) };
+  return { pixels, ids, tokens, matches, captions, samples, targets };
 }

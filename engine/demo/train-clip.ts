@@ -19,7 +19,7 @@ import { clipWeightsFromStateDict, clipWeightsToStateDict, expectedClipShapes, T
 import { parseClipConfig, type ClipConfig } from '../models/config';
 import { ClipTokenizer } from '../models/tokenizer';
 import { initBackend, tf } from '../runtime/tf';
-import { clipBatch, demoTokenIds, type ClipBatch } from './clip-data';
+import { clipBatch, demoTokenIds, labelPrompts, tokenRows, type ClipBatch } from './clip-data';
 import { AdamW, secondsSince, seededNormal, warmupCosine } from './train-common';
 
 /** Seeds of the training stream; evaluation uses DEMO_EVAL_SEED, which training never draws. */
@@ -109,15 +109,40 @@ export function initClipStateDict(config: ClipConfig, seed: number, tokenIds: In
  * Symmetric InfoNCE over a batch: image→text and text→image cross-entropy, each against the
  * uniform distribution over that row's (column's) fitting captions (pictures).
  */
-export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D): tf.Scalar {
+export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D, labels?: LabelTerm): tf.Scalar {
   return tf.tidy(() => {
-    const logits = logitsPerImage(w, encodeImage(w, pixels), encodeText(w, ids)); // [images, texts]
+    const images = encodeImage(w, pixels);
+    const logits = logitsPerImage(w, images, encodeText(w, ids)); // [images, texts]
     const perImage = tf.div(matches, tf.sum(matches, 1, true));
     const perText = tf.div(matches, tf.sum(matches, 0, true));
     const i2t = tf.neg(tf.mean(tf.sum(tf.mul(perImage, tf.logSoftmax(logits, 1)), 1)));
     const t2i = tf.neg(tf.mean(tf.sum(tf.mul(perText, tf.logSoftmax(tf.transpose(logits), 1).transpose()), 0)));
-    return tf.div(tf.add(i2t, t2i), 2) as tf.Scalar;
+    const contrastive = tf.div(tf.add(i2t, t2i), 2) as tf.Scalar;
+    return labels ? tf.add(contrastive, labelLoss(w, images, labels)) as tf.Scalar : contrastive;
   });
+}
+
+/** The label captions of one batch (labelPrompts) and which one fits each picture per group. */
+export interface LabelTerm {
+  /** Token ids of every label caption [L, T]. */
+  ids: tf.Tensor2D;
+  groups: { start: number; size: number; targets: tf.Tensor2D }[];
+}
+
+/**
+ * Image→text cross-entropy of each picture against every label caption of a group (all eight
+ * shapes, all eight colours, all 28 subjects), for the pictures one of them fits: the batch's
+ * own captions rarely put "a circle" next to "a star", these do, every step.
+ */
+function labelLoss(w: ClipWeights, images: tf.Tensor2D, labels: LabelTerm): tf.Scalar {
+  const logits = logitsPerImage(w, images, encodeText(w, labels.ids)); // [B, L]
+  let total: tf.Tensor = tf.scalar(0);
+  for (const g of labels.groups) {
+    const part = tf.slice(logits, [0, g.start], [-1, g.size]);
+    const picked = tf.sum(tf.mul(g.targets, tf.logSoftmax(part, 1))); // targets: one-hot rows, zero rows for no fit
+    total = tf.add(total, tf.div(tf.neg(picked), tf.maximum(tf.sum(g.targets), 1)));
+  }
+  return total as tf.Scalar;
 }
 
 export interface TrainOptions {
@@ -138,6 +163,8 @@ export interface TrainOptions {
   readEvery?: number;
   /** Train on batch 0 every step (tests: the loss must then fall). */
   fixedBatch?: boolean;
+  /** From this step on, add the label-caption term (labelLoss) and draw batches with labelMix. */
+  labelsFrom?: number;
 }
 
 export interface TrainedClip {
@@ -158,6 +185,18 @@ function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
 }
 
 const MAX_LOGIT_SCALE = Math.log(100);
+
+function labelTensors(b: ClipBatch, prompts: ReturnType<typeof labelPrompts> & { rows: { ids: Int32Array; tokens: number } }): LabelTerm {
+  const B = b.samples.length;
+  return {
+    ids: tf.tensor2d(prompts.rows.ids, [prompts.texts.length, prompts.rows.tokens], 'int32'),
+    groups: prompts.groups.map((g) => {
+      const oneHot = new Float32Array(B * g.size);
+      b.targets[g.name].forEach((k, i) => { if (k >= 0) oneHot[i * g.size + k] = 1; });
+      return { start: g.start, size: g.size, targets: tf.tensor2d(oneHot, [B, g.size]) };
+    }),
+  };
+}
 
 /**
  * Train from a seed (or resume a checkpoint) and return trainable weights; the caller saves
@@ -218,14 +257,19 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
     writeFileSync(ckptState!, JSON.stringify({ step, seconds: secondsBefore + secondsSince(t0), losses }));
   };
   const S = opts.sizes.imageSize;
+  const labelSet = labelPrompts();
+  const prompts = { ...labelSet, rows: tokenRows(tok, labelSet.texts) };
   for (let step = start; step < opts.steps; step++) {
-    const batch = clipBatch(opts.seed, opts.fixedBatch ? 0 : step, { batchSize: opts.batchSize, pre: config.preprocess, tok });
+    const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
+    const batch = clipBatch(opts.seed, opts.fixedBatch ? 0 : step, { batchSize: opts.batchSize, pre: config.preprocess, tok, labelMix: withLabels });
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
     const t = batchTensors(batch, opts.batchSize, S);
-    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches), vars);
+    const labels = withLabels ? labelTensors(batch, prompts) : undefined;
+    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels), vars);
     opt.step(grads, lr);
     tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
     tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
+    if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
     if ((step + 1) % readEvery === 0 || step === start || step + 1 === opts.steps) {
       const loss = (await value.data())[0]!;
       losses.push({ step: step + 1, loss });
@@ -259,7 +303,7 @@ function arg(name: string): string | undefined {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> = {
-  steps: 1000, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED,
+  steps: 850, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 400,
 };
 
 /** `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`. */
@@ -274,7 +318,7 @@ export async function main(): Promise<void> {
   });
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, batchSize, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, batchSize, labelsFrom: DEFAULT_TRAIN.labelsFrom, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

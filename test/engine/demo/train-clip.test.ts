@@ -39,7 +39,9 @@ test('training resumes from its checkpoint and the saved model loads through the
     const ckpt = join(dir, 'ckpt');
     const first = await trainClip({ ...base, steps: 2, checkpointDir: ckpt, checkpointEvery: 1 });
     for (const t of weightTensors(first.weights)) t.dispose();
-    const resumed = await trainClip({ ...base, steps: 3, checkpointDir: ckpt, checkpointEvery: 1, resume: true });
+    // Step 3 also adds the label-caption term, as the bundled model's later steps do.
+    const resumed = await trainClip({ ...base, steps: 3, checkpointDir: ckpt, checkpointEvery: 1, resume: true, labelsFrom: 2 });
+    assert.ok(resumed.losses.every((l) => Number.isFinite(l.loss)));
     assert.deepEqual(resumed.losses.map((l) => l.step), [1, 2, 3], 'steps 1–2 come from the checkpoint, 3 is new');
     const out = join(dir, 'model');
     await saveDemoClip(out, resumed, TINY);
