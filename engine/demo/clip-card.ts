@@ -34,6 +34,7 @@ export async function writeClipCard(modelDir: string, evaluation: DemoClipEvalua
   const s = t.sizes;
   const loss = (i: number) => t.losses[i]!;
   const lastLosses = t.losses.slice(-5).map((l) => l.loss);
+  const before = t.labelsFrom !== undefined ? [...t.losses].reverse().find((l) => l.step <= t.labelsFrom!) : t.losses.at(-1);
   const met = (f: DemoClipEvaluation['figures'][number]) => (f.target === undefined ? '' : f.accuracy >= f.target ? 'yes' : '**no**');
   const figures = evaluation.figures.map((f) => `| ${f.name} | ${pct(f.accuracy)} | ${f.correct}/${f.total} | ${f.target ? `≥ ${f.target * 100} %` : ''} | ${met(f)} |`);
   const failing = evaluation.figures.filter((f) => f.target !== undefined && f.accuracy < f.target);
@@ -95,8 +96,7 @@ image→text cross-entropy term, and batches draw scenes twice as often as doodl
 with a single shape.` : ''}
 
 Trained on the tfjs ${t.backend} backend of a shared 2-core machine (another model trained at the
-same time) in **${(t.seconds / 60).toFixed(1)} minutes**. Loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}
-→ ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} (mean of the last ${lastLosses.length} readings; chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)}).
+same time) in **${(t.seconds / 60).toFixed(1)} minutes**. Contrastive loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; with the label term added${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.
 
 ## Evaluation (evaluation seed ${evaluation.seed}, never used in training)
 

@@ -15,7 +15,7 @@
  *   npx tsx engine/demo/eval-clip.ts [--model DIR] [--n 200] [--json OUT]
  */
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { labelLogits, labelProbabilities } from '../classify';
 import { toClipPixels, type RgbImage } from '../io/images';
 import { loadClip, type Clip } from '../models/clip';
@@ -152,7 +152,7 @@ function arg(name: string): string | undefined {
 }
 
 if (process.argv[1]?.endsWith('eval-clip.ts')) {
-  const model = resolve(arg('model') ?? 'models/demo-clip');
+  const model = relative(process.cwd(), resolve(arg('model') ?? 'models/demo-clip')) || '.';
   const e = await evaluateDemoClip(model, { n: Number(arg('n') ?? 200) });
   console.log(formatEvaluation(e));
   const out = arg('json') ?? 'scratch/demo-clip-eval.json';
