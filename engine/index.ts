@@ -57,8 +57,8 @@ export { classify, labelLogits, labelProbabilities, resolveClipDir, type Classif
 export { expectedClipShapes } from './models/clip-weights';
 export { buildVqganWeights } from './models/vqgan';
 export {
-  validateGenerateParams, parseGeneratePrompt, checkSize, randomSeed, rangeText, GENERATE_LIMITS, PROMPT_MAX_LENGTH, MAX_IMAGE_PROMPTS,
-  type GenerateParams, type ImagePromptSpec,
+  validateGenerateParams, parseGeneratePrompt, checkSize, randomSeed, rangeText, GENERATE_LIMITS, GENERATE_STARTS, DEFAULT_START, PROMPT_MAX_LENGTH, MAX_IMAGE_PROMPTS,
+  type GenerateParams, type ImagePromptSpec, type GenerateStart,
 } from './guide/params';
 export { planCutouts, cutoutsFromPlan, makeCutouts, type CutoutPlan, type CutoutSpec, type CutoutOptions } from './guide/cutouts';
 export { generate, loadGenerateModels, vqganFactor, type GenerateModels, type GenerateEvent, type GenerateHooks, type Frame, type ModelChoice, type ModelInfo } from './guide/generate';

@@ -5,7 +5,7 @@
  * `job:progress` from the server.
  */
 import { z } from 'zod';
-import { GENERATE_LIMITS, MAX_IMAGE_PROMPTS, PROMPT_MAX_LENGTH, rangeText } from '../engine/index';
+import { GENERATE_LIMITS, GENERATE_STARTS, MAX_IMAGE_PROMPTS, PROMPT_MAX_LENGTH, rangeText } from '../engine/index';
 
 /** Bumped on any incompatible change; the server refuses a `hello` with another version. */
 export const PROTOCOL_VERSION = 1;
@@ -213,6 +213,7 @@ export const GenerateParamsSchema = z.object({
   cutn: limited('cutn').optional(),
   cutPow: limited('cutPow').optional(),
   augment: z.boolean({ error: 'The `augment` option must be true or false' }).optional(),
+  start: z.enum(GENERATE_STARTS, { error: `The \`start\` option must be one of ${GENERATE_STARTS.join(', ')}` }).optional(),
   previewEvery: limited('previewEvery').optional(),
   clipModel: ModelIdSchema.optional(),
   vqganModel: ModelIdSchema.optional(),

@@ -47,6 +47,7 @@ export default function GenerateStudio() {
   const [prompt, setPrompt] = useState('');
   const [nums, setNums] = useState<Partial<Record<NumKey, string>>>({});
   const [augment, setAugment] = useState(true);
+  const [start, setStart] = useState<'' | 'smooth' | 'codes'>('');
   const [init, setInit] = useState<Upload | null>(null);
   const [imagePrompts, setImagePrompts] = useState<Upload[]>([]);
   const [run, setRun] = useState<Run>({ phase: 'idle' });
@@ -141,7 +142,7 @@ export default function GenerateStudio() {
 
   const generate = () => {
     setError(null);
-    const params: Record<string, unknown> = { prompt, augment };
+    const params: Record<string, unknown> = { prompt, augment, ...(start ? { start } : {}) };
     for (const [k, v] of Object.entries(nums)) if (v !== undefined && v.trim() !== '') params[k] = Number(v);
     if (init) params.initImage = init.id;
     else delete params.initStrength;
@@ -164,6 +165,7 @@ export default function GenerateStudio() {
     for (const k of ['size', 'steps', 'lr', 'seed', 'cutn', 'cutPow', 'previewEvery', 'initStrength'] as const) if (typeof r[k] === 'number') next[k] = String(r[k]);
     setNums(next);
     setAugment(r.augment !== false);
+    setStart(r.start === 'codes' || r.start === 'smooth' ? r.start : '');
     setInit(typeof r.initImage === 'string' ? { id: r.initImage, name: 'init image (from the recipe)', url: '', weight: '1' } : null);
     const ips = Array.isArray(r.imagePrompts) ? (r.imagePrompts as { upload: string; weight: number }[]) : [];
     setImagePrompts(ips.map((p, i) => ({ id: p.upload, name: `image prompt ${i + 1} (from the recipe)`, url: '', weight: String(p.weight) })));
@@ -231,6 +233,13 @@ export default function GenerateStudio() {
                 {f.help ? <span className="muted small">{f.help}</span> : null}
               </label>
             ))}
+            <label>random start
+              <select value={start} onChange={(e) => setStart(e.target.value as typeof start)} data-testid="param-start">
+                <option value="">default (smooth)</option>
+                <option value="smooth">smooth colour field</option>
+                <option value="codes">random codes (notebooks)</option>
+              </select>
+            </label>
             <label><input type="checkbox" checked={augment} onChange={(e) => setAugment(e.target.checked)} /> augmentations (flips, shifts, noise)</label>
           </div>
         </details>

@@ -24,7 +24,7 @@ const defaultContext = (): GenerateCommandContext => ({ stdout: process.stdout, 
 /** Engine field → the flag a CLI user typed. */
 const FLAGS: Record<string, string> = {
   prompt: 'prompt', steps: '--steps', seed: '--seed', size: '--size', lr: '--lr', cutn: '--cutn', cutPow: '--cut-pow',
-  initImage: '--init', initStrength: '--init-strength', previewEvery: '--preview-every', clipModel: '--model', vqganModel: '--vqgan',
+  initImage: '--init', start: '--start', initStrength: '--init-strength', previewEvery: '--preview-every', clipModel: '--model', vqganModel: '--vqgan',
 };
 const flagOf = (field: string) => FLAGS[field] ?? (field.startsWith('imagePrompts') ? '--image-prompt' : field);
 
@@ -43,7 +43,7 @@ export function progressLine(p: GenerateProgress, width = 24): string {
 interface GenerateOpts {
   output: string; steps?: string; seed?: string; size?: string; lr?: string; cutn?: string; cutPow?: string;
   init?: string; initStrength?: string; imagePrompt?: string[]; model?: string; vqgan?: string; augment: boolean;
-  previewEvery?: string; animation?: string; json?: boolean;
+  previewEvery?: string; animation?: string; json?: boolean; start?: string;
 }
 
 export function registerGenerateCommand(program: Command, ctx: GenerateCommandContext = defaultContext()): void {
@@ -64,6 +64,7 @@ export function registerGenerateCommand(program: Command, ctx: GenerateCommandCo
     .option('--model <id>', 'CLIP model id or directory (default: the installed one, else the bundled demo)')
     .option('--vqgan <id>', 'VQGAN model id or directory (default: as --model)')
     .option('--no-augment', 'no flips, shifts or noise on the cutouts')
+    .option('--start <kind>', 'random start without --init: smooth (a seeded colour field, default) or codes (random codebook entries, as the notebooks)')
     .option('--preview-every <n>', 'animation frame every n steps (0: none)')
     .option('--animation <file>', 'also write the progress animation (animated WebP)')
     .option('--json', 'print the recipe as JSON on stdout')
@@ -73,7 +74,7 @@ export function registerGenerateCommand(program: Command, ctx: GenerateCommandCo
       const num = (v: string | undefined) => (v === undefined ? undefined : v);
       const params = {
         prompt, steps: num(opts.steps), seed: num(opts.seed), size: num(opts.size), lr: num(opts.lr), cutn: num(opts.cutn),
-        cutPow: num(opts.cutPow), initStrength: num(opts.initStrength), previewEvery: num(opts.previewEvery), augment: opts.augment,
+        cutPow: num(opts.cutPow), start: opts.start, initStrength: num(opts.initStrength), previewEvery: num(opts.previewEvery), augment: opts.augment,
         ...(opts.init ? { initImage: opts.init } : {}),
         imagePrompts: (opts.imagePrompt ?? []).map(parseImagePrompt),
         clipModel: opts.model, vqganModel: opts.vqgan,

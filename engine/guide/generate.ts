@@ -25,7 +25,7 @@ import { ClipTokenizer } from '../models/tokenizer';
 import { disposeVqgan, loadVqgan, vqganCodebookLookup, vqganEncode, type VqganWeights } from '../models/vqgan';
 import { tf } from '../runtime/tf';
 import { textIds } from '../classify';
-import { createRng } from '../demo/rng';
+import { createRng, type Rng } from '../demo/rng';
 import { makeCutouts } from './cutouts';
 import { guidedLoss, synthesizeImage, type WeightedPrompt } from './loss';
 import { checkSize, parseGeneratePrompt, type GenerateParams } from './params';
@@ -161,6 +161,27 @@ async function encodeInit(path: string, vqgan: VqganWeights, size: number): Prom
   });
 }
 
+/** The notebooks' start: a random codebook entry at every latent position. */
+function randomCodes(vqgan: VqganWeights, side: number, rng: Rng): tf.Tensor4D {
+  const indices = new Int32Array(side * side);
+  for (let i = 0; i < indices.length; i++) indices[i] = rng.int(0, vqgan.config.n_embed - 1);
+  return tf.tidy(() => vqganCodebookLookup(vqgan, tf.tensor3d(indices, [1, side, side], 'int32')));
+}
+
+/** Cells per side of the smooth start's colour grid, and how far its colours stray from mid-grey (in [-1, 1] units). */
+const SMOOTH_GRID = 4;
+const SMOOTH_AMPLITUDE = 0.3;
+
+/** A seeded low-frequency colour field (a 4×4 grid of random colours, bilinearly enlarged) through the encoder. */
+function smoothField(vqgan: VqganWeights, size: number, rng: Rng): tf.Tensor4D {
+  const grid = new Float32Array(SMOOTH_GRID * SMOOTH_GRID * 3);
+  for (let i = 0; i < grid.length; i++) grid[i] = rng.range(-SMOOTH_AMPLITUDE, SMOOTH_AMPLITUDE);
+  return tf.tidy(() => {
+    const field = tf.image.resizeBilinear(tf.tensor4d(grid, [1, SMOOTH_GRID, SMOOTH_GRID, 3]), [size, size], true);
+    return vqganEncode(vqgan, field);
+  });
+}
+
 /**
  * Run VQGAN+CLIP. Yields a `step` event per step (with a preview frame every
  * `params.previewEvery` steps) and finally one `done` event with the image. Stop early by
@@ -202,11 +223,8 @@ export async function* generate(models: GenerateModels, params: GenerateParams, 
     const targets = keep(rows.length === 1 ? rows[0]! : tf.tidy(() => tf.concat(rows, 0)));
     if (rows.length > 1) tf.dispose(rows);
 
-    // The start latent: random codebook entries, mixed with an init image's encoding.
-    const n = latentSide * latentSide;
-    const indices = new Int32Array(n);
-    for (let i = 0; i < n; i++) indices[i] = rng.int(0, vqgan.config.n_embed - 1);
-    const zRandom = keep(tf.tidy(() => vqganCodebookLookup(vqgan, tf.tensor3d(indices, [1, latentSide, latentSide], 'int32'))));
+    // The start latent: random (codebook entries, or a smooth colour field), mixed with an init image's encoding.
+    const zRandom = keep(params.start === 'codes' ? randomCodes(vqgan, latentSide, rng) : smoothField(vqgan, size, rng));
     const zInit = params.initImage ? keep(await encodeInit(params.initImage, vqgan, size)) : undefined;
     const s = params.initStrength;
     const start = zInit ? tf.tidy(() => tf.add(tf.mul(zInit, s), tf.mul(zRandom, 1 - s))) : zRandom.clone();

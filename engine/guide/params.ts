@@ -23,6 +23,12 @@ export interface GenerateParams {
   imagePrompts: ImagePromptSpec[];
   /** A picture to start from (its VQGAN latent), or none for a random latent. */
   initImage?: string;
+  /**
+   * The random start without an init image: `codes`, random codebook entries (the notebooks'
+   * choice), or `smooth`, the encoding of a seeded low-frequency colour field (like later
+   * notebooks' "pixels"/"perlin" inits), which starts without the codes' high-frequency texture.
+   */
+  start: GenerateStart;
   /** 0–1: how much of the init image the start latent keeps, and how strongly the loss holds it there. */
   initStrength: number;
   /** Side of the square output in pixels; a multiple of the VQGAN's downsampling factor. Undefined: the VQGAN's training resolution. */
@@ -41,6 +47,10 @@ export interface GenerateParams {
   /** Send a preview (and keep an animation frame) every this many steps; 0 for none. */
   previewEvery: number;
 }
+
+export const GENERATE_STARTS = ['codes', 'smooth'] as const;
+export type GenerateStart = (typeof GENERATE_STARTS)[number];
+export const DEFAULT_START: GenerateStart = 'smooth';
 
 interface NumberLimit { min: number; max: number; integer: boolean; default: number }
 
@@ -142,11 +152,15 @@ export function validateGenerateParams(raw: unknown): GenerateParams {
   if (typeof r.augment !== 'undefined' && typeof r.augment !== 'boolean') {
     throw new InputError('augment', `The \`augment\` option must be true or false, got ${JSON.stringify(r.augment)}`);
   }
+  if (r.start !== undefined && r.start !== null && !(GENERATE_STARTS as readonly unknown[]).includes(r.start)) {
+    throw new InputError('start', `The \`start\` option must be one of ${GENERATE_STARTS.join(', ')}, got ${JSON.stringify(r.start)}`);
+  }
   const size = r.size === undefined || r.size === null ? undefined : checkNumber('size', r.size);
   return {
     prompt: (r.prompt as string).trim(),
     imagePrompts,
     ...(typeof r.initImage === 'string' ? { initImage: r.initImage } : {}),
+    start: (r.start as GenerateStart | undefined | null) ?? DEFAULT_START,
     initStrength: num('initStrength'),
     ...(size !== undefined ? { size } : {}),
     steps: num('steps'),

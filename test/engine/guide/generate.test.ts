@@ -44,6 +44,8 @@ describe('generate (reference fixture models)', () => {
     const a = await run(models, { prompt: 'a red circle | blue:-0.5', steps: 3, seed: 11 });
     const b = await run(models, { prompt: 'a red circle | blue:-0.5', steps: 3, seed: 11 });
     const c = await run(models, { prompt: 'a red circle | blue:-0.5', steps: 3, seed: 12 });
+    const codes = await run(models, { prompt: 'a red circle | blue:-0.5', steps: 1, seed: 11, start: 'codes' });
+    assert.notDeepEqual(Buffer.from(codes.image.rgb), Buffer.from(a.image.rgb), 'the two random starts differ');
     assert.equal(a.image.width, 16);
     assert.deepEqual(a.losses, b.losses);
     assert.deepEqual(Buffer.from(a.image.rgb), Buffer.from(b.image.rgb));

@@ -28,6 +28,8 @@ describe('generate parameters', () => {
     inputError(() => validateGenerateParams({ prompt: 'x', cutn: 'many' }), 'cutn', /got "many"/);
     inputError(() => validateGenerateParams({ prompt: 'x', imagePrompts: [{ path: 'a.png', weight: 'abc' }] }), 'imagePrompts.0.weight', /number/);
     inputError(() => validateGenerateParams({ prompt: 'x', augment: 'yes' }), 'augment', /true or false/);
+    inputError(() => validateGenerateParams({ prompt: 'x', start: 'perlin' }), 'start', /one of codes, smooth/);
+    assert.equal(validateGenerateParams({ prompt: 'x', start: 'codes' }).start, 'codes');
   });
 
   it('refuses empty, overlong and badly weighted prompts', () => {
