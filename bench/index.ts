@@ -15,7 +15,7 @@ import { gameScoring } from './game';
 import { generateStepMs } from './generate';
 import { ortInference, sgemmPeak, tfInference } from './inference';
 import { progress, round } from './measure';
-import { clipConfigFor, DEMO, DEMO_VQGAN, randomClipStateDict, VITB32, VQGAN_F16_16384 } from './weights';
+import { clipConfigFor, demoClipConfig, demoVqganConfig, randomClipStateDict, VITB32, VQGAN_F16_16384 } from './weights';
 
 type Figure = number | null;
 
@@ -62,7 +62,7 @@ const backend = await initBackend();
 progress(`${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, load ${load.toFixed(2)}; tfjs backend ${backend.name}; ORT threads ${defaultThreads()}`);
 
 const vitb32 = clipConfigFor(VITB32);
-const demo = clipConfigFor(DEMO);
+const demo = demoClipConfig();
 progress('random weights: ViT-B/32 and demo sizes');
 const vitb32Weights = randomClipStateDict(vitb32);
 const demoWeights = randomClipStateDict(demo);
@@ -101,7 +101,7 @@ await section('game scoring (ViT-B/32)', ['game.scoring.vitb32.p50_ms', 'game.sc
 });
 
 await section('generate (demo)', ['generate.demo.ms_per_step'], async () => {
-  const g = await generateStepMs(demo, demoWeights, DEMO_VQGAN, { params: { steps: 6 } });
+  const g = await generateStepMs(demo, demoWeights, demoVqganConfig(), { params: { steps: 6 } });
   results.generate.demo.ms_per_step = round(g.msPerStep);
   notes.set('generate.demo.ms_per_step', `${backend.name}; engine/guide generate, default settings (cutn ${g.cutn}, ${g.size} px), random demo-size CLIP + VQGAN, mean over ${g.steps} steps`);
 });

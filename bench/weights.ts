@@ -3,7 +3,11 @@
  * depend on the values, only on the shapes. uniform matrices with std 0.02, layer norms at 1 and 0,
  * so activations stay finite through every layer.
  */
-import { expectedClipShapes, expectedVqganKeys, parseClipConfig, type ClipConfig, type StateDict, type VqganConfig } from '../engine/index';
+import { readFileSync } from 'node:fs';
+import {
+  expectedClipShapes, expectedVqganKeys, parseClipConfig, parseVqganConfig, readClipConfig,
+  type ClipConfig, type StateDict, type VqganConfig,
+} from '../engine/index';
 
 export interface ClipSizes {
   imageSize: number;
@@ -16,8 +20,6 @@ export interface ClipSizes {
   textHeads: number;
   projection: number;
   vocab: number;
-  /** Rows of a pruned token table (the demo model); 0: the full vocabulary. */
-  prunedRows?: number;
 }
 
 /** openai/clip-vit-base-patch32. */
@@ -26,22 +28,12 @@ export const VITB32: ClipSizes = {
   textWidth: 512, textLayers: 12, textHeads: 8, projection: 512, vocab: 49408,
 };
 
-/**
- * The bundled demo model's sizes (engine/demo/train-clip.ts DEMO_CLIP_SIZES, copied: that file
- * is the trainer, not an API), with a pruned table of about the demo vocabulary's size.
- */
-export const DEMO: ClipSizes = {
-  imageSize: 64, patchSize: 8, visionWidth: 128, visionLayers: 4, visionHeads: 4,
-  textWidth: 128, textLayers: 3, textHeads: 4, projection: 128, vocab: 49408, prunedRows: 400,
-};
-
 export function clipConfigFor(s: ClipSizes): ClipConfig {
-  const pruned = (s.prunedRows ?? 0) > 0;
   return parseClipConfig({
     projection_dim: s.projection,
     text_config: {
       hidden_size: s.textWidth, intermediate_size: 4 * s.textWidth, num_attention_heads: s.textHeads, num_hidden_layers: s.textLayers,
-      vocab_size: pruned ? s.prunedRows : s.vocab, max_position_embeddings: 77, ...(pruned ? { pruned_vocab: true } : {}),
+      vocab_size: s.vocab, max_position_embeddings: 77,
     },
     vision_config: {
       hidden_size: s.visionWidth, intermediate_size: 4 * s.visionWidth, num_attention_heads: s.visionHeads, num_hidden_layers: s.visionLayers,
@@ -104,15 +96,18 @@ export function randomVqganStateDict(config: VqganConfig, seed = 2): StateDict {
   return sd;
 }
 
-/** The demo VQGAN (engine/demo/train-vqgan.ts DEMO_VQGAN_CONFIG, copied: that file is the trainer). */
-export const DEMO_VQGAN: VqganConfig = {
-  embed_dim: 16,
-  n_embed: 512,
-  ddconfig: {
-    double_z: false, z_channels: 16, resolution: 32, in_channels: 3, out_ch: 3,
-    ch: 32, ch_mult: [1, 1], num_res_blocks: 1, attn_resolutions: [], dropout: 0,
-  },
-};
+/**
+ * The bundled demo models' configs, read from their model folders: the bench times the
+ * shapes that ship, and a retrained demo model changes them in one place only.
+ */
+export function demoClipConfig(): ClipConfig {
+  const dir = new URL('../models/demo-clip/', import.meta.url).pathname;
+  return readClipConfig(`${dir}config.json`, `${dir}preprocessor_config.json`);
+}
+
+export function demoVqganConfig(): VqganConfig {
+  return parseVqganConfig(JSON.parse(readFileSync(new URL('../models/demo-vqgan/config.json', import.meta.url), 'utf8')));
+}
 
 /** taming-transformers' vqgan_imagenet_f16_16384 (the classic notebooks' default). */
 export const VQGAN_F16_16384: VqganConfig = {
