@@ -10,15 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { browserBinary, launchChromium } from '../helpers/browser';
 import { buildIfStale } from '../../scripts/start.mjs';
 import { loadConfig } from '../../server/config';
 import { createStudioServer, type StudioServer } from '../../server/create';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { fixtureManifests } from '../helpers/generate-models';
-import { requireBinary } from '../helpers/system';
 
-const browserBin = requireBinary('/usr/bin/chromium', 'apt-get install -y chromium');
 
 const form = (page: Page) => page.getByRole('region', { name: 'Prompt' });
 
@@ -27,7 +26,7 @@ async function setAdvanced(page: Page, values: Record<string, string>): Promise<
   for (const [k, v] of Object.entries(values)) await page.getByTestId(`param-${k}`).fill(v);
 }
 
-describe('generate in a browser', { skip: browserBin.skip }, () => {
+describe('generate in a browser', { skip: browserBinary.skip }, () => {
   let studio: StudioServer;
   let url: string;
   let browser: Browser;
@@ -40,10 +39,7 @@ describe('generate in a browser', { skip: browserBin.skip }, () => {
     manifests = fixtureManifests();
     studio = await createStudioServer({ config: loadConfig({ CLIP_STUDIO_DATA: dataDir }), dir: REPO_ROOT, manifestsDir: manifests });
     url = `http://127.0.0.1:${(await studio.listen(0, '127.0.0.1')).port}`;
-    browser = await chromium.launch({
-      executablePath: browserBin.path!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-    });
+    browser = await launchChromium();
   }, { timeout: 400_000 });
 
   after(async () => {

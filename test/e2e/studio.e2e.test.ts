@@ -9,13 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { browserBinary, launchChromium } from '../helpers/browser';
 import type { HealthReport } from '../../server/protocol';
 import { buildIfStale } from '../../scripts/start.mjs';
 import { REPO_ROOT } from '../helpers/fixtures';
-import { requireBinary } from '../helpers/system';
 
-const browserBin = requireBinary('/usr/bin/chromium', 'apt-get install -y chromium');
 
 /** Start `tsx server.ts` on a free port; resolves with its URL once it says it is listening. */
 function startServer(dataDir: string): Promise<{ child: ChildProcess; url: string; log: () => string }> {
@@ -42,7 +41,7 @@ function startServer(dataDir: string): Promise<{ child: ChildProcess; url: strin
   });
 }
 
-describe('studio in a browser', { skip: browserBin.skip }, () => {
+describe('studio in a browser', { skip: browserBinary.skip }, () => {
   let server: Awaited<ReturnType<typeof startServer>>;
   let browser: Browser;
   let dataDir: string;
@@ -51,10 +50,7 @@ describe('studio in a browser', { skip: browserBin.skip }, () => {
     buildIfStale({ log: (m: string) => console.log(`# ${m}`) });
     dataDir = mkdtempSync(join(tmpdir(), 'clip-studio-e2e-'));
     server = await startServer(dataDir);
-    browser = await chromium.launch({
-      executablePath: browserBin.path!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-    });
+    browser = await launchChromium();
   }, { timeout: 400_000 });
 
   after(async () => {
