@@ -64,3 +64,4 @@ export { planCutouts, cutoutsFromPlan, makeCutouts, type CutoutPlan, type Cutout
 export { generate, loadGenerateModels, vqganFactor, type GenerateModels, type GenerateEvent, type GenerateHooks, type Frame, type ModelChoice, type ModelInfo } from './guide/generate';
 export { generateJob, unloadGenerateModels, type GenerateProgress, type GenerateRecipe, type GenerateJobResult, type GenerateJobParams } from './guide/job';
 export { encodeAnimation } from './io/images';
+export { ClipScorer, softmax, type ClipScorerOptions, type TextScore, type ScorerModel } from './scorer';
