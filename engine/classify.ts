@@ -2,15 +2,19 @@
  * Zero-shot classification with CLIP: every image scored against every label, scores being
  * the softmax over the labels of CLIP's logits (cosine similarity × the model's logit scale),
  * as in the CLIP paper's zero-shot evaluation without prompt ensembling.
+ *
+ * `classify` runs on onnxruntime (ClipScorer). `labelLogits` / `labelProbabilities` are the
+ * same computation on a tfjs model: the demo trainer's evaluation uses them on a model it has
+ * in memory, and the tests hold the two paths to each other.
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { InputError } from './errors';
-import { preprocessForClip } from './io/images';
-import { encodeImage, encodeText, loadClip, logitsPerImage, type Clip } from './models/clip';
+import { encodeImage, encodeText, logitsPerImage, type Clip } from './models/clip';
 import { defaultModel, resolveModel, type RegistryOptions } from './models/registry';
 import { ClipTokenizer } from './models/tokenizer';
-import { initBackend, tf } from './runtime/tf';
+import { tf } from './runtime/tf';
+import { ClipScorer } from './scorer';
 
 export interface LabelScore {
   label: string;
@@ -31,10 +35,12 @@ export interface ClassifyOptions {
   /** A model id from the registry or a model directory; default: the default CLIP model (the bundled demo when none is installed). */
   model?: string;
   registry?: RegistryOptions;
-  /** Images encoded per forward pass (default 16). */
+  /** Images decoded and encoded per pass (default 16). */
   batchSize?: number;
-  /** A model already loaded (the caller keeps owning it); `model` is then ignored. */
-  clip?: Clip;
+  /** Where the model's built ONNX graphs are cached (`<dataDir>/onnx`); without it they are built in memory. */
+  dataDir?: string;
+  /** A scorer already open (the caller keeps owning it); `model`, `registry` and `dataDir` are then ignored. */
+  scorer?: ClipScorer;
 }
 
 /** The model directory `model` names: a directory path, a registry id, or the default CLIP model. */
@@ -100,7 +106,9 @@ export async function labelProbabilities(clip: Clip, tok: ClipTokenizer, pixels:
 }
 
 /**
- * Score every image against every label.
+ * Score every image against every label, on onnxruntime (engine/scorer.ts): the model's
+ * graphs are built from its weights (cached under `dataDir` when given) or taken from its
+ * ONNX exports. Images go through in batches of `batchSize`; the labels are embedded once.
  *
  * @example
  * const [r] = await classify(['circle.png'], ['a red circle', 'a blue star']);
@@ -111,24 +119,28 @@ export async function classify(images: readonly ClassifyImage[], labels: readonl
   if (!clean.length || clean.some((l) => !l)) throw new InputError('labels', 'Give at least one label, and no empty ones.');
   if (new Set(clean).size !== clean.length) throw new InputError('labels', `Labels must differ; got ${clean.join(', ')}.`);
   if (!images.length) throw new InputError('images', 'Give at least one image.');
-  await initBackend();
-  const tok = await ClipTokenizer.load();
-  const clip = opts.clip ?? await loadClip(resolveClipDir(opts.model, opts.registry));
+  const batchSize = opts.batchSize ?? 16;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new InputError('batchSize', `The \`batchSize\` option must be an integer of 1 or more, got ${batchSize}`);
+  const scorer = opts.scorer ?? await ClipScorer.open({
+    ...(opts.model ? { model: opts.model } : {}),
+    ...(opts.registry ? { registry: opts.registry } : {}),
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+  });
   try {
-    const S = clip.config.vision.imageSize;
-    const one = 3 * S * S;
-    const pixels = new Float32Array(images.length * one);
-    const names = images.map((img) => (typeof img === 'string' ? img : img.name));
-    for (const [i, img] of images.entries()) {
-      const data = typeof img === 'string' ? img : img.data;
-      pixels.set(await preprocessForClip(data, clip.config.preprocess, { name: basename(names[i]!) }), i * one);
+    const results: ClassifyResult[] = [];
+    for (let start = 0; start < images.length; start += batchSize) {
+      const chunk = images.slice(start, start + batchSize);
+      // A path's error names the file by its base name, as an upload's does by the name given.
+      const inputs = chunk.map((img) => (typeof img === 'string' ? { name: basename(img), data: img } : img));
+      const embeds = await scorer.imageEmbeddings(inputs);
+      const ranked = await scorer.rankMany({ embeds, n: chunk.length }, clean);
+      ranked.forEach((ranking, i) => {
+        const img = chunk[i]!;
+        results.push({ file: typeof img === 'string' ? img : img.name, ranking: ranking.map((s) => ({ label: s.text, score: s.score })) });
+      });
     }
-    const probs = await labelProbabilities(clip, tok, pixels, images.length, clean, opts.batchSize);
-    return probs.map((row, i) => ({
-      file: names[i]!,
-      ranking: row.map((score, j) => ({ label: clean[j]!, score })).sort((a, b) => b.score - a.score),
-    }));
+    return results;
   } finally {
-    if (!opts.clip) clip.dispose();
+    if (!opts.scorer) await scorer.close();
   }
 }

@@ -107,8 +107,11 @@ export class ClipScorer {
     return preprocessForClip(image, this.preprocess, name ? { name } : undefined);
   }
 
-  /** Image embeddings [n, E] (unnormalised) of images given as bytes or paths. */
-  async imageEmbeddings(images: readonly (Buffer | string | { name: string; data: Buffer })[]): Promise<Float32Array> {
+  /**
+   * Image embeddings [n, E] (unnormalised) of images given as bytes or paths, or either with a
+   * name for error messages (`{ name: 'upload.png', data }`).
+   */
+  async imageEmbeddings(images: readonly (Buffer | string | { name: string; data: Buffer | string })[]): Promise<Float32Array> {
     if (!images.length) throw new InputError('images', 'Give at least one image.');
     const S = this.preprocess.size;
     const one = 3 * S * S;

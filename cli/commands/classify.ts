@@ -3,7 +3,8 @@
  * zero-shot classification. Every image is scored against every label; scores are softmax
  * probabilities over the labels with the model's logit scale. Without --model the default
  * CLIP model is used (the bundled demo when no real one is installed; said on stderr).
- * `--json` prints [{file, ranking: [{label, score}]}], each ranking best first.
+ * `--json` prints [{file, ranking: [{label, score}]}], each ranking best first. Runs on
+ * onnxruntime (engine/classify.ts).
  */
 import type { Command } from 'commander';
 import { classify, defaultModel, type ClassifyResult, type RegistryOptions } from '../../engine/index';
@@ -44,7 +45,8 @@ export function registerClassifyCommand(program: Command, ctx: ClassifyCommandCo
       const config = loadConfig(ctx.env as NodeJS.ProcessEnv);
       const registry: RegistryOptions = { modelsDir: ctx.manifestsDir, dataDir: config.dataDir, installDir: config.modelsDir };
       if (!opts.model) ctx.stderr.write(`model: ${defaultModel('clip', registry).reason}\n`);
-      const results = await classify(images, labels, { model: opts.model, registry });
+      // Built ONNX graphs are cached under the data directory, so only the first run builds them.
+      const results = await classify(images, labels, { model: opts.model, registry, dataDir: config.dataDir });
       ctx.stdout.write(`${opts.json ? JSON.stringify(results, null, 2) : formatClassification(results)}\n`);
     });
 }

@@ -1,6 +1,7 @@
 /**
  * Zero-shot classification with the bundled demo CLIP: pictures drawn here (flat SVG, not the
  * world's renderer) in PNG, JPEG and WebP at odd sizes are ranked against text labels.
+ * classify runs on onnxruntime; its scores are held to the tfjs model's (labelProbabilities).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,12 +9,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp'; // only to write a JPEG fixture; the engine decodes it through io/images
-import { classify, labelLogits, textIds } from '../../engine/classify';
+import { classify, labelLogits, labelProbabilities, textIds } from '../../engine/classify';
 import { InputError } from '../../engine/errors';
-import { encodePng, rasterizeSvg, toClipPixels } from '../../engine/io/images';
+import { encodePng, preprocessForClip, rasterizeSvg, toClipPixels } from '../../engine/io/images';
 import { encodeText, loadClip } from '../../engine/models/clip';
 import { ClipTokenizer } from '../../engine/models/tokenizer';
 import { initBackend, tf } from '../../engine/runtime/tf';
+import { ClipScorer } from '../../engine/scorer';
+import { renderBatch } from '../../engine/demo/world';
 
 const DEMO = new URL('../../models/demo-clip', import.meta.url).pathname;
 
@@ -92,5 +95,47 @@ test('label rows cut to the longest label give the logits of the full 77-token c
     assert.ok(logits[0]!.every(Number.isFinite));
   } finally {
     clip.dispose();
+  }
+});
+
+test('classify on onnxruntime gives the scores of the tfjs model, image by image and label by label', async () => {
+  await initBackend();
+  const clip = await loadClip(DEMO);
+  const tok = await ClipTokenizer.load();
+  const scorer = await ClipScorer.open({ model: DEMO });
+  try {
+    // Drawn pictures and the synthetic world's own: scores away from 0 and 1, where a wrong
+    // logit scale or a mismatched preprocessing would show.
+    const drawn = await Promise.all([
+      '<circle cx="64" cy="64" r="40" fill="#e53935"/>',
+      `<polygon points="${star(64, 64, 50)}" fill="#1e88e5"/>`,
+      '<polygon points="64,14 116,110 12,110" fill="#fdd835"/>',
+      '<rect x="20" y="30" width="80" height="60" fill="#43a047"/><circle cx="90" cy="40" r="20" fill="#8e24aa"/>',
+    ].map(async (body, i) => ({ name: `drawn-${i}.png`, data: await encodePng((await rasterizeSvg(svg(128, 128, body, i === 2 ? '#263238' : '#ffffff'), 128)).data, 128, 128) })));
+    const world = await Promise.all((await renderBatch(1234, 4, { size: 64 })).map(async (s, i) => ({ name: `world-${i}.png`, data: await encodePng(s.image.data, s.image.width, s.image.height) })));
+    const images = [...drawn, ...world];
+    const labels = ['a red circle', 'a blue star', 'a yellow triangle', 'a green square', 'a purple circle', 'a picture of a house'];
+    const ort = await classify(images, labels, { scorer, batchSize: 3 });
+    const S = clip.config.vision.imageSize;
+    const pixels = new Float32Array(images.length * 3 * S * S);
+    for (const [i, img] of images.entries()) pixels.set(await preprocessForClip(img.data, clip.config.preprocess), i * 3 * S * S);
+    const tfjs = await labelProbabilities(clip, tok, pixels, images.length, labels);
+    let worst = 0;
+    let spread = 0;
+    ort.forEach((r, i) => {
+      assert.equal(r.file, images[i]!.name);
+      for (const { label, score } of r.ranking) {
+        const ref = tfjs[i]![labels.indexOf(label)]!;
+        worst = Math.max(worst, Math.abs(score - ref));
+        spread = Math.max(spread, Math.min(ref, 1 - ref));
+      }
+      const refBest = labels[tfjs[i]!.indexOf(Math.max(...tfjs[i]!))];
+      assert.equal(r.ranking[0]!.label, refBest, `${r.file}: ORT and tfjs disagree on the best label`);
+    });
+    assert.ok(spread > 0.05, 'every score was near 0 or 1: the comparison would not see a difference');
+    assert.ok(worst < 1e-4, `ORT and tfjs probabilities differ by up to ${worst}`);
+  } finally {
+    clip.dispose();
+    await scorer.close();
   }
 });
