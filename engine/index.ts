@@ -48,7 +48,7 @@ export {
   OrtClipEmbedder, similarityLogits,
   type OrtClipEmbedderOptions, type OrtClipInfo, type OrtClipStats,
 } from './onnx/embedder';
-export { SqliteTextStore, LruCache, type TextEmbeddingStore } from './onnx/text-cache';
+export { LruCache, type TextEmbeddingStore } from './onnx/text-cache';
 export { clipOnnxFiles, clipOnnxKey, type ClipOnnxFiles, type ClipOnnxCacheOptions } from './onnx/cache';
 export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, CLIP_ONNX_BUILDER_VERSION } from './onnx/clip-onnx';
 export { OnnxGraph, decodeModel, floatAttr, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';

@@ -9,8 +9,9 @@
  * const ranking = await (await scoring.get()).rank(png, ['a house', 'a boat']);
  */
 import { join } from 'node:path';
-import { ClipScorer, SqliteTextStore, type RegistryOptions } from '../engine/index';
+import { ClipScorer, type RegistryOptions } from '../engine/index';
 import type { StudioConfig } from './config';
+import { SqliteTextStore } from './store/text-embeddings';
 
 export class ScoringService {
   private opening?: Promise<ClipScorer>;

@@ -32,7 +32,7 @@ export interface OrtClipEmbedderOptions extends Pick<OrtSessionOptions, 'provide
   maxBatch?: number;
   /** Text embeddings kept in memory (default 4096; 0 turns the cache off). */
   textCacheSize?: number;
-  /** A persistent store behind the in-memory LRU (e.g. SqliteTextStore). */
+  /** A persistent store behind the in-memory LRU (the server's: server/store/text-embeddings.ts). */
   textStore?: TextEmbeddingStore;
 }
 

@@ -1,6 +1,6 @@
 /**
  * OrtClipEmbedder: concurrent requests share one run and each caller gets its own rows; the
- * text cache (memory and SQLite) skips repeats; user-supplied exports with the wrong names
+ * text cache (memory and a persistent store) skips repeats; user-supplied exports with the wrong names
  * fail with a message that says what was expected; pruned vocabularies match tfjs.
  */
 import { test } from 'node:test';
@@ -17,7 +17,7 @@ import { initBackend, tf } from '../../../engine/runtime/tf';
 import { buildClipTextOnnx, buildClipVisionOnnx } from '../../../engine/onnx/clip-onnx';
 import { OnnxGraph } from '../../../engine/onnx/graph';
 import { OrtClipEmbedder, similarityLogits } from '../../../engine/onnx/embedder';
-import { SqliteTextStore, LruCache } from '../../../engine/onnx/text-cache';
+import { LruCache, type TextEmbeddingStore } from '../../../engine/onnx/text-cache';
 import { fixtureDirs, maxAbsDiff } from '../../helpers/fixtures';
 
 const dir = fixtureDirs()[0]!;
@@ -82,9 +82,18 @@ test('wrong-sized input is a ShapeError, and a closed embedder refuses work', as
   await assert.rejects(e.embedImages(pixels.slice(0, perImage), 1), /closed/);
 });
 
-test('repeated texts come from the cache, in memory and from SQLite after a restart', async () => {
+/** A persistent store in a Map that outlives the embedders (the server's is SQLite: test/server/text-embeddings.test.ts). */
+class MapStore implements TextEmbeddingStore {
+  readonly rows = new Map<string, Float32Array>();
+  closed = 0;
+  get(model: string, key: string) { return this.rows.get(`${model}|${key}`)?.slice(); }
+  put(model: string, key: string, e: Float32Array) { this.rows.set(`${model}|${key}`, e.slice()); }
+  close() { this.closed++; }
+}
+
+test('repeated texts come from the cache, in memory and from the persistent store after a restart', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'clip-text-cache-'));
-  const dbPath = join(dataDir, 'text.sqlite');
+  const persisted = new MapStore();
   const n = ids.shape[0]!;
   const rows = ids.data as Int32Array;
   try {
@@ -92,7 +101,7 @@ test('repeated texts come from the cache, in memory and from SQLite after a rest
     const doubled = new Int32Array(2 * T);
     doubled.set(rows.subarray(0, T), 0);
     doubled.set(rows.subarray(0, T), T);
-    const first = await OrtClipEmbedder.fromWeights({ config, tensors, dataDir }, { textStore: new SqliteTextStore(dbPath) });
+    const first = await OrtClipEmbedder.fromWeights({ config, tensors, dataDir }, { textStore: persisted });
     const a = await first.embedTexts(rows, n);
     assert.equal(first.stats.textRows, n);
     const again = await first.embedTexts(rows, n);
@@ -102,11 +111,11 @@ test('repeated texts come from the cache, in memory and from SQLite after a rest
     assert.equal(first.stats.textRuns, 1);
     await first.close();
 
-    const store = new SqliteTextStore(dbPath);
-    assert.equal(store.count(), n);
-    const second = await OrtClipEmbedder.fromWeights({ config, tensors, dataDir }, { textStore: store });
+    assert.equal(persisted.closed, 1, 'close() closes the store');
+    assert.equal(persisted.rows.size, n);
+    const second = await OrtClipEmbedder.fromWeights({ config, tensors, dataDir }, { textStore: persisted });
     const b = await second.embedTexts(rows, n);
-    assert.equal(second.stats.textRuns, 0, 'after a restart the texts should come from SQLite');
+    assert.equal(second.stats.textRuns, 0, 'after a restart the texts should come from the store');
     assert.equal(second.stats.textCacheHits, n);
     assert.deepEqual(b, a);
     // Padding after the end token cannot change the embedding, so a shorter row is the same entry.
