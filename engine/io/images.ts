@@ -38,13 +38,35 @@ export interface DecodeOptions {
   maxPixels?: number;
   /** Largest file accepted, in bytes (default 64 MiB). */
   maxBytes?: number;
+  /** Most frames an animation may have; only the first is decoded (default 1000). */
+  maxFrames?: number;
 }
 
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
 export type SniffedFormat = 'png' | 'jpeg' | 'webp' | 'gif';
 
-const DEFAULT_MAX_PIXELS = 4096 * 4096;
+/** Far below sharp's default (268 million pixels): a 4096×4096 RGBA decode is 64 MiB. */
+export const DEFAULT_MAX_PIXELS = 4096 * 4096;
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_FRAMES = 1000;
+/** Longest side accepted, whatever the pixel count (a 1×16M strip is no picture). */
+const MAX_SIDE = 16_384;
+/** A decode that takes longer than this is stopped (sharp's per-pipeline timeout). */
+const DECODE_TIMEOUT_S = 10;
+
+/**
+ * libvips loaders no input of ours ever needs, blocked for the whole process so that even a
+ * mistake upstream of the content sniffing cannot reach them. SVG stays loadable because
+ * rasterizeSvg draws our own documents with it; untrusted bytes that look like SVG are refused
+ * by sniffImageFormat before sharp sees them, and the decoded format is checked again after.
+ */
+sharp.block({
+  operation: [
+    'VipsForeignLoadTiff', 'VipsForeignLoadHeif', 'VipsForeignLoadPdf', 'VipsForeignLoadMagick', 'VipsForeignLoadJp2k',
+    'VipsForeignLoadJxl', 'VipsForeignLoadFits', 'VipsForeignLoadOpenslide', 'VipsForeignLoadMatrix', 'VipsForeignLoadCsv',
+    'VipsForeignLoadVips', 'VipsForeignLoadPpm', 'VipsForeignLoadRad', 'VipsForeignLoadAnalyze', 'VipsForeignLoadRaw',
+  ],
+});
 
 /**
  * The image format by its first bytes, or undefined for anything not on the allow-list
@@ -56,6 +78,26 @@ export function sniffImageFormat(buf: Uint8Array): SniffedFormat | undefined {
   if (starts([0xff, 0xd8, 0xff])) return 'jpeg';
   if (starts([0x52, 0x49, 0x46, 0x46]) && starts([0x57, 0x45, 0x42, 0x50], 8)) return 'webp'; // RIFF....WEBP
   if (starts([0x47, 0x49, 0x46, 0x38]) && (buf[4] === 0x37 || buf[4] === 0x39) && buf[5] === 0x61) return 'gif'; // GIF87a / GIF89a
+  return undefined;
+}
+
+/** What a refused file looks like, for the message ("SVG images are refused"); undefined if unknown. */
+export function describeRefusedFormat(buf: Uint8Array): string | undefined {
+  const head = Buffer.from(buf.subarray(0, 512)).toString('latin1');
+  const starts = (sig: readonly number[], at = 0) => sig.every((b, i) => buf[at + i] === b);
+  if (starts([0x49, 0x49, 0x2a, 0x00]) || starts([0x4d, 0x4d, 0x00, 0x2a]) || starts([0x49, 0x49, 0x2b, 0x00]) || starts([0x4d, 0x4d, 0x00, 0x2b])) return 'TIFF';
+  if (head.startsWith('%PDF')) return 'PDF';
+  if (/^\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?<svg[\s>]/i.test(head.replace(/^\uFEFF/, '')) || /<svg[\s>]/i.test(head)) return 'SVG';
+  if (starts([0x66, 0x74, 0x79, 0x70], 4)) {
+    const brand = head.slice(8, 12);
+    return /avif|avis/.test(brand) ? 'AVIF' : /hei|mif|msf|hev/.test(brand) ? 'HEIF' : 'ISO media (HEIF/AVIF/MP4)';
+  }
+  if (starts([0x42, 0x4d])) return 'BMP';
+  if (starts([0x00, 0x00, 0x01, 0x00])) return 'ICO';
+  if (head.startsWith('8BPS')) return 'Photoshop';
+  if (starts([0xff, 0x0a]) || starts([0x00, 0x00, 0x00, 0x0c, 0x4a, 0x58, 0x4c, 0x20])) return 'JPEG XL';
+  if (starts([0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20])) return 'JPEG 2000';
+  if (/^P[1-7]\s/.test(head)) return 'PPM/PGM';
   return undefined;
 }
 
@@ -78,11 +120,15 @@ async function readInput(input: Buffer | string, name: string, maxBytes: number)
 }
 
 /**
- * Decode an untrusted PNG, JPEG, WebP or GIF (first frame) into 8-bit RGB. The format is
- * checked by content, the pixel count against `maxPixels` before any pixel is decoded,
- * and a corrupt or truncated file is an error rather than a half-grey image. EXIF
- * orientation is applied and transparency flattened on white. Every failure is an
- * `InputError('image', '<name>: …')`.
+ * The one decoder for images from users (uploads, init images, image prompts, drawings, the
+ * CLI's files): PNG, JPEG, WebP or GIF into 8-bit RGB, judged by content, never by name or
+ * MIME type. The header is read first and the size checked against `maxPixels` (4096×4096 by
+ * default, far below sharp's) before any pixel is decoded; an animation must have at most
+ * `maxFrames` frames and only its first is decoded; a corrupt or truncated file is an error
+ * (`failOn: 'error'`) rather than a half-grey image; SVG, PDF, TIFF, HEIF and the rest are
+ * refused by name. EXIF orientation is applied and transparency flattened on white; callers
+ * re-encode the pixels (uploads are stored as fresh PNGs), so nothing of the original file
+ * survives. Every failure is an `InputError('image', '<name>: …')`.
  *
  * @example
  * const img = await decodeImage(upload, { name: 'drawing.png' });
@@ -91,24 +137,34 @@ async function readInput(input: Buffer | string, name: string, maxBytes: number)
 export async function decodeImage(input: Buffer | string, opts: DecodeOptions = {}): Promise<RgbImage> {
   const name = opts.name ?? (typeof input === 'string' ? basename(input) : 'image');
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!Number.isInteger(maxPixels) || maxPixels < 1) {
-    throw new InputError('maxPixels', `The \`maxPixels\` option must be a positive integer, got ${maxPixels}.`);
+  const maxFrames = opts.maxFrames ?? DEFAULT_MAX_FRAMES;
+  for (const [option, v] of [['maxPixels', maxPixels], ['maxFrames', maxFrames]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new InputError(option, `The \`${option}\` option must be a positive integer, got ${v}.`);
   }
   const buf = await readInput(input, name, opts.maxBytes ?? DEFAULT_MAX_BYTES);
   const format = sniffImageFormat(buf);
   if (!format) {
-    throw new InputError('image', `${name}: not a PNG, JPEG, WebP or GIF image (by its content; other formats are refused).`);
+    const refused = describeRefusedFormat(buf);
+    throw new InputError('image', refused
+      ? `${name}: not a PNG, JPEG, WebP or GIF image (judged by content, not by the name): ${refused} images are refused.`
+      : `${name}: not a PNG, JPEG, WebP or GIF image (judged by content; other formats are refused).`);
   }
-  const options: SharpOptions = { limitInputPixels: maxPixels, failOn: 'error', pages: 1, page: 0, animated: false };
+  const options: SharpOptions = {
+    limitInputPixels: maxPixels, failOn: 'error', pages: 1, page: 0, animated: false, sequentialRead: true,
+  };
   try {
     // The header alone, so an oversized image is refused with its size named; decoding
     // below keeps sharp's own limit as a second guard.
     const meta = await sharp(buf, { ...options, limitInputPixels: false }).metadata();
     if (meta.format !== format) throw new InputError('image', `${name}: the content looks like ${format} but decodes as ${meta.format}.`);
-    if (meta.width * meta.height > maxPixels) {
-      throw new InputError('image', `${name}: ${meta.width}×${meta.height} is over the limit of ${maxPixels} pixels.`);
+    if (meta.width > MAX_SIDE || meta.height > MAX_SIDE || meta.width * meta.height > maxPixels) {
+      throw new InputError('image', `${name}: ${meta.width}×${meta.height} is over the limit of ${maxPixels} pixels (${Math.floor(Math.sqrt(maxPixels))}×${Math.floor(Math.sqrt(maxPixels))}).`);
+    }
+    if ((meta.pages ?? 1) > maxFrames) {
+      throw new InputError('image', `${name}: an animation of ${meta.pages} frames, over the limit of ${maxFrames}; use a still image or a shorter animation.`);
     }
     const { data, info } = await sharp(buf, options)
+      .timeout({ seconds: DECODE_TIMEOUT_S })
       .rotate() // apply EXIF orientation
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
@@ -118,7 +174,10 @@ export async function decodeImage(input: Buffer | string, opts: DecodeOptions = 
   } catch (cause) {
     if (cause instanceof InputError) throw cause;
     const message = (cause as Error).message?.split('\n')[0] ?? String(cause);
-    const reason = /pixel limit/i.test(message) ? `larger than the limit of ${maxPixels} pixels` : `could not be decoded (${message})`;
+    const reason = /pixel limit/i.test(message) ? `larger than the limit of ${maxPixels} pixels`
+      : /timeout/i.test(message) ? `took longer than ${DECODE_TIMEOUT_S} s to decode`
+      : /channel limit/i.test(message) ? 'has more colour channels than an image may have'
+      : `could not be decoded, it may be truncated or corrupt (${message})`;
     throw new InputError('image', `${name}: ${reason}.`, { cause });
   }
 }
