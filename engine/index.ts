@@ -65,3 +65,9 @@ export { generate, loadGenerateModels, vqganFactor, type GenerateModels, type Ge
 export { generateJob, unloadGenerateModels, type GenerateProgress, type GenerateRecipe, type GenerateJobResult, type GenerateJobParams } from './guide/job';
 export { encodeAnimation } from './io/images';
 export { ClipScorer, softmax, type ClipScorerOptions, type TextScore, type ScorerModel } from './scorer';
+export {
+  captionImage, CaptionLlm, LlmError, LlmTimeoutError, LlmAnswerError, parseCandidates, validateCaptionOptions, captionRangeText, CAPTION_LIMITS,
+  termSet, supportingTerms, composeCaptions, varyCaptions, fixArticles, captionKey, proposeMessages, refineMessages, formatTerms, MAX_CAPTION_CHARS,
+  type CaptionResult, type CaptionRound, type CaptionEvent, type CaptionDeps, type CaptionImage, type CaptionSource, type RankedCaption, type StopReason,
+  type CaptionLlmOptions, type ChatMessage, type LlmAnswer, type CaptionOptions, type CaptionLimitName, type TermScore, type TermSet, type TermCategory,
+} from './caption/index';
