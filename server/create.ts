@@ -15,6 +15,9 @@ import { GenerateService } from './studio/generate';
 import { Uploads } from './studio/uploads';
 import { openDatabase } from './store/db';
 import { Gallery } from './store/gallery';
+import { HallOfFame } from './store/hall-of-fame';
+import { ScoringService } from './scoring';
+import { GameServer, type GameServerOptions } from './game/socket';
 import type { ClientToServer, ServerToClient } from './protocol';
 
 export interface StudioServerOptions {
@@ -26,12 +29,16 @@ export interface StudioServerOptions {
   queue?: QueueOptions;
   /** Directory of model manifests (default: the repo's models/); tests point it elsewhere. */
   manifestsDir?: string;
+  /** Play: room timings and rate limits (tests shorten the reveal). */
+  game?: Pick<GameServerOptions, 'timing' | 'limits' | 'clock'>;
 }
 
 export interface StudioServer {
   http: HttpServer;
   io: SocketServer<ClientToServer, ServerToClient>;
   queue: JobQueue;
+  /** Play: the game's rooms and judge. */
+  game: GameServer;
   /** Listen; resolves with the bound address (port 0 picks a free one). */
   listen(port?: number, host?: string): Promise<AddressInfo>;
   close(): Promise<void>;
@@ -47,6 +54,9 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
   const db = openDatabase(config.dataDir);
   const generate = new GenerateService(config, queue, new Gallery(db, config.dataDir), new Uploads(config.dataDir), opts.manifestsDir);
   const ctx: ApiContext = { config, queue, engine, generate };
+  // The one shared ClipScorer (opened on first use), for the game's judge and live guesses.
+  const scoring = new ScoringService(config, opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {});
+  const game = new GameServer({ scoring, hallOfFame: new HallOfFame(db), ...opts.game });
 
   let nextHandle: NextHandler | undefined;
   let nextUpgrade: ((req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => Promise<void>) | undefined;
@@ -83,6 +93,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
     });
   }
   attachStudioSockets(io, ctx);
+  game.attach(io);
   // Measure the engine once in the background so the first health request is quick.
   void engine.get().catch(() => {});
 
@@ -90,6 +101,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
     http,
     io,
     queue,
+    game,
     listen: (port = config.port, host = config.host) =>
       new Promise((resolve, reject) => {
         http.once('error', reject);
@@ -100,7 +112,9 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
       }),
     close: async () => {
       io.close(); // also closes the http server
+      game.close();
       await queue.close();
+      await scoring.close();
       await nextClose?.();
       db.close();
       await new Promise<void>((r) => (http.listening ? http.close(() => r()) : r()));

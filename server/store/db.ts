@@ -24,6 +24,17 @@ const MIGRATIONS: readonly string[] = [
      recipe TEXT NOT NULL
    );
    CREATE INDEX gallery_newest ON gallery (created_at DESC, id DESC);`,
+  // 2: Play's hall of fame: the best drawings per prompt (re-encoded PNGs, at most a few per prompt).
+  `CREATE TABLE hall_of_fame (
+     id TEXT PRIMARY KEY,
+     created_at TEXT NOT NULL,
+     pack TEXT NOT NULL,
+     prompt TEXT NOT NULL,
+     nickname TEXT NOT NULL,
+     score REAL NOT NULL,
+     png BLOB NOT NULL
+   );
+   CREATE INDEX hall_of_fame_best ON hall_of_fame (pack, prompt, score DESC);`,
 ];
 
 /**
