@@ -41,7 +41,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | n
   return Buffer.concat(chunks);
 }
 
-const UPLOAD_FIELDS = /^(initImage|imagePrompts\.\d)$/;
+/** Fields an upload may be for: generate's init image and image prompts, caption's image. */
+const UPLOAD_FIELDS = /^(initImage|imagePrompts\.\d|image)$/;
 
 /** Answer a studio route; false when the path is not one of them. */
 export async function handleStudioApi(req: IncomingMessage, res: ServerResponse, url: URL, studio: GenerateService, backend: () => Promise<string | null>): Promise<boolean> {
@@ -54,7 +55,7 @@ export async function handleStudioApi(req: IncomingMessage, res: ServerResponse,
   if (path === '/api/uploads') {
     if (req.method !== 'POST') return methodNotAllowed(res, req.method, path, ['POST']), true;
     const field = url.searchParams.get('field') ?? 'image';
-    if (!UPLOAD_FIELDS.test(field)) return sendJson(res, 400, { field: 'field', error: `field must be initImage or imagePrompts.N, got ${JSON.stringify(field)}` }), true;
+    if (!UPLOAD_FIELDS.test(field)) return sendJson(res, 400, { field: 'field', error: `field must be initImage, imagePrompts.N or image, got ${JSON.stringify(field)}` }), true;
     const body = await readBody(req, MAX_UPLOAD_BYTES);
     if (!body) return sendJson(res, 413, { field, error: `The \`${field}\` upload is larger than ${MAX_UPLOAD_BYTES / 2 ** 20} MiB.` }), true;
     try {
