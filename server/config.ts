@@ -28,6 +28,14 @@ function intVar(min: number, max: number, fallback: number) {
   );
 }
 
+/** A comma-separated list of origins (scheme://host[:port]), each checked. */
+const originList = z.preprocess(
+  (v) => (v === undefined || v === '' ? [] : String(v).split(',').map((o) => o.trim()).filter(Boolean)),
+  z.array(z.string().regex(/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/i)),
+);
+
+const flag = z.preprocess((v) => (v === undefined || v === '' ? '0' : v), z.enum(['0', '1', 'true', 'false']).transform((v) => v === '1' || v === 'true'));
+
 function urlVar() {
   return z.preprocess((v) => (v === '' ? undefined : v), z.url().optional());
 }
@@ -41,9 +49,13 @@ const EnvSchema = z.object({
   CLIP_STUDIO_BACKEND: z.preprocess((v) => (v === '' || v === undefined ? 'auto' : v), z.enum(BACKENDS)),
   CLIP_STUDIO_WORKERS: intVar(1, 64, 1),
   CLIP_STUDIO_QUEUE: intVar(0, 10_000, 16),
+  CLIP_STUDIO_CORS_ORIGINS: originList,
+  CLIP_STUDIO_TRUST_PROXY: flag,
+  CLIP_STUDIO_SHUTDOWN_MS: intVar(0, 600_000, 10_000),
   OPENAI_BASE_URL: urlVar(),
   OPENAI_API_KEY: optionalString,
   CAPTION_LLM_MODEL: optionalString,
+  CAPTION_LLM_TIMEOUT_MS: intVar(100, 600_000, 30_000),
   REDIS_URL: urlVar(),
   HF_ENDPOINT: urlVar(),
   HF_TOKEN: optionalString,
@@ -55,7 +67,11 @@ const ALLOWED: Record<string, string> = {
   CLIP_STUDIO_BACKEND: `one of ${BACKENDS.join(', ')}`,
   CLIP_STUDIO_WORKERS: 'an integer 1–64 (default 1)',
   CLIP_STUDIO_QUEUE: 'an integer 0–10000 (default 16)',
+  CLIP_STUDIO_CORS_ORIGINS: 'a comma-separated list of origins such as https://studio.example.org,http://localhost:3000',
+  CLIP_STUDIO_TRUST_PROXY: '0 or 1 (default 0)',
+  CLIP_STUDIO_SHUTDOWN_MS: 'an integer 0–600000 (default 10000)',
   OPENAI_BASE_URL: 'a URL such as http://localhost:11434/v1',
+  CAPTION_LLM_TIMEOUT_MS: 'an integer 100–600000 (default 30000)',
   REDIS_URL: 'a URL such as redis://localhost:6379',
   HF_ENDPOINT: 'a URL such as https://huggingface.co',
 };
@@ -75,7 +91,14 @@ export interface StudioConfig {
   workers: number;
   /** How many jobs may wait for a worker before new ones are refused as busy. */
   queueLimit: number;
-  llm: { baseUrl: string | undefined; apiKey: string | undefined; model: string | undefined };
+  /** Other origins allowed to call /api and open sockets (the studio's own origin always may). */
+  corsOrigins: string[];
+  /** Behind a proxy you run: take the client's address from X-Forwarded-For (rate limits). */
+  trustProxy: boolean;
+  /** On SIGTERM, how long running jobs may take to finish before they are interrupted. */
+  shutdownMs: number;
+  /** The caption LLM; `timeoutMs` is per call. */
+  llm: { baseUrl: string | undefined; apiKey: string | undefined; model: string | undefined; timeoutMs: number };
   redisUrl: string | undefined;
   hf: { endpoint: string; token: string | undefined };
 }
@@ -106,7 +129,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     backend: e.CLIP_STUDIO_BACKEND,
     workers: e.CLIP_STUDIO_WORKERS,
     queueLimit: e.CLIP_STUDIO_QUEUE,
-    llm: { baseUrl: e.OPENAI_BASE_URL, apiKey: e.OPENAI_API_KEY, model: e.CAPTION_LLM_MODEL },
+    corsOrigins: e.CLIP_STUDIO_CORS_ORIGINS.map((o) => o.toLowerCase()),
+    trustProxy: e.CLIP_STUDIO_TRUST_PROXY,
+    shutdownMs: e.CLIP_STUDIO_SHUTDOWN_MS,
+    llm: { baseUrl: e.OPENAI_BASE_URL, apiKey: e.OPENAI_API_KEY, model: e.CAPTION_LLM_MODEL, timeoutMs: e.CAPTION_LLM_TIMEOUT_MS },
     redisUrl: e.REDIS_URL,
     hf: { endpoint: e.HF_ENDPOINT ?? 'https://huggingface.co', token: e.HF_TOKEN },
   };

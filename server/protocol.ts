@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { GENERATE_LIMITS, GENERATE_STARTS, MAX_IMAGE_PROMPTS, PROMPT_MAX_LENGTH, rangeText } from '../engine/index';
+import { CAPTION_LIMITS, captionRangeText, type CaptionLimitName } from '../engine/index';
 
 /** Bumped on any incompatible change; the server refuses a `hello` with another version. */
 export const PROTOCOL_VERSION = 1;
