@@ -6,6 +6,7 @@
  *   clip-studio serve [--dev]       start the studio server
  *   clip-studio classify IMAGE...   score images against text labels
  *   clip-studio generate PROMPT -o out.png   VQGAN+CLIP text-to-image
+ *   clip-studio caption IMAGE...  describe images (CLIP ranks LLM or offline candidates)
  *
  * Exit codes: 0 ok, 1 failure (or doctor: cannot compute), 2 bad usage or configuration.
  */
@@ -14,6 +15,7 @@ import { ClipStudioError } from '../engine/index';
 import { ConfigError } from '../server/config';
 import { STUDIO_VERSION } from '../server/health';
 import { registerClassifyCommand } from './commands/classify';
+import { registerCaptionCommand } from './commands/caption';
 import { registerDoctorCommand } from './commands/doctor';
 import { registerGenerateCommand } from './commands/generate';
 import { registerModelsCommand } from './commands/models';
@@ -31,6 +33,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerClassifyCommand(program);
   registerGenerateCommand(program);
+  registerCaptionCommand(program);
   return program;
 }
 
