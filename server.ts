@@ -27,12 +27,27 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const shown = config.host && config.host !== '0.0.0.0' && config.host !== '::' ? config.host : 'localhost';
   console.log(`CLIP Studio ${dev ? '(dev) ' : ''}on http://${shown.includes(':') ? `[${shown}]` : shown}:${addr.port}  (data: ${config.dataDir}, workers: ${config.workers})`);
 
+  // Graceful stop: no new connections or jobs, running jobs get CLIP_STUDIO_SHUTDOWN_MS to finish,
+  // the rest are journaled as interrupted (their clients told), then the database is closed.
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) process.exit(1); // a second Ctrl-C: don't wait
+    if (stopping) {
+      console.log(`${signal} again: stopping now.`);
+      process.exit(1); // a second Ctrl-C: don't wait
+    }
     stopping = true;
-    console.log(`\n${signal}: closing…`);
-    studio.close().then(() => process.exit(0), () => process.exit(1));
+    const running = studio.queue.pending();
+    console.log(`\n${signal}: closing${running ? `; ${running} job${running === 1 ? '' : 's'} may take up to ${config.shutdownMs / 1000} s to finish` : ''}…`);
+    studio.shutdown(config.shutdownMs).then(
+      ({ finished }) => {
+        console.log(finished ? 'closed.' : 'closed; unfinished jobs were marked interrupted.');
+        process.exit(0);
+      },
+      (err) => {
+        console.error('error while closing:', err);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -3,8 +3,9 @@
  * threads) by default; a Redis-backed implementation can sit behind the same interface when
  * REDIS_URL is set (not built yet: with REDIS_URL set we say so and stay in-process).
  */
-import { WorkerPool, type JobEvent, type JobHandle, type PoolStats } from '../../engine/index';
+import { ClipStudioError, WorkerPool, type JobEvent, type JobHandle, type PoolStats } from '../../engine/index';
 import type { StudioConfig } from '../config';
+import type { JobStore } from '../store/jobs';
 
 export type { JobEvent, JobHandle, PoolStats };
 
@@ -16,6 +17,111 @@ export interface JobQueue {
   cancel(jobId: string): boolean;
   stats(): PoolStats;
   close(): Promise<void>;
+}
+
+/** The server is stopping: no new jobs. */
+export class ShuttingDownError extends ClipStudioError {
+  override readonly code = 'SHUTTING_DOWN';
+  constructor() {
+    super('The studio is restarting and takes no new jobs; try again in a minute.');
+  }
+}
+
+/** What a job's client hears when a shutdown (or a crash before it) cut the job short. */
+export const INTERRUPTED_MESSAGE = 'The studio restarted while this job was running; it was interrupted. Start it again.';
+
+/** A JobQueue that writes every job to the journal and can be drained for a graceful stop. */
+export interface JournaledQueue extends JobQueue {
+  /** Refuse new jobs from now on (ShuttingDownError). */
+  stopAccepting(): void;
+  /** Resolves when no job is queued or running, or after `deadlineMs`; true when all finished. */
+  drained(deadlineMs: number): Promise<boolean>;
+  /** Jobs submitted and not yet finished. */
+  pending(): number;
+}
+
+/**
+ * Wrap a queue so every job (but the server's own health probes) is journaled in SQLite:
+ * queued, running, and how it ended. `close()` marks jobs still pending as interrupted and tells
+ * their listeners so (a `failed` event with code INTERRUPTED), rather than a plain `cancelled`.
+ */
+export function journaled(queue: JobQueue, store: JobStore, opts: { skipKinds?: readonly string[] } = {}): JournaledQueue {
+  const skip = new Set(opts.skipKinds ?? ['health']);
+  const pending = new Map<string, { kind: string; listener?: (e: JobEvent) => void; closing: boolean }>();
+  let accepting = true;
+  const idleWaiters: (() => void)[] = [];
+  const settle = (id: string) => {
+    pending.delete(id);
+    if (!pending.size) for (const w of idleWaiters.splice(0)) w();
+  };
+  const label = (params: unknown): string | null => {
+    const p = (params as { prompt?: unknown } | null | undefined)?.prompt;
+    return typeof p === 'string' ? p : null;
+  };
+  const record = (e: JobEvent, kind: string, params: unknown) => {
+    try {
+      switch (e.type) {
+        case 'queued': return store.queued(e.jobId, kind, label(params));
+        case 'started': return store.started(e.jobId);
+        case 'done': return store.finished(e.jobId, 'done');
+        case 'failed': return store.finished(e.jobId, 'failed', { error: { code: e.error.code, message: e.error.message } });
+        case 'cancelled': return store.finished(e.jobId, 'cancelled');
+      }
+    } catch (err) {
+      console.error('[jobs] could not write the journal:', err); // the job itself goes on
+    }
+  };
+  return {
+    kind: queue.kind,
+    submit<R = unknown>(kind: string, params: unknown, listener?: (e: JobEvent) => void): JobHandle<R> {
+      if (!accepting) throw new ShuttingDownError();
+      if (skip.has(kind)) return queue.submit<R>(kind, params, listener);
+      let entry: { kind: string; listener?: (e: JobEvent) => void; closing: boolean } | undefined;
+      const handle = queue.submit<R>(kind, params, (e) => {
+        if (!entry) pending.set(e.jobId, entry = { kind, listener, closing: false });
+        if (entry.closing && e.type === 'cancelled') return; // close() already said "interrupted"
+        record(e, kind, params);
+        if (e.type === 'done' || e.type === 'failed' || e.type === 'cancelled') settle(e.jobId);
+        listener?.(e);
+      });
+      return handle;
+    },
+    cancel: (id) => queue.cancel(id),
+    stats: () => queue.stats(),
+    pending: () => pending.size,
+    stopAccepting() {
+      accepting = false;
+    },
+    drained(deadlineMs) {
+      if (!pending.size) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), deadlineMs);
+        idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    },
+    async close() {
+      accepting = false;
+      for (const [id, entry] of pending) {
+        entry.closing = true;
+        try {
+          store.finished(id, 'interrupted', { error: { code: 'INTERRUPTED', message: INTERRUPTED_MESSAGE } });
+        } catch (err) {
+          console.error('[jobs] could not write the journal:', err);
+        }
+        try {
+          entry.listener?.({ type: 'failed', jobId: id, error: { name: 'Interrupted', code: 'INTERRUPTED', message: INTERRUPTED_MESSAGE } });
+        } catch {
+          // a listener's bug must not stop the shutdown
+        }
+      }
+      pending.clear();
+      for (const w of idleWaiters.splice(0)) w();
+      await queue.close();
+    },
+  };
 }
 
 export interface QueueOptions {

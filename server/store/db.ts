@@ -35,6 +35,21 @@ const MIGRATIONS: readonly string[] = [
      png BLOB NOT NULL
    );
    CREATE INDEX hall_of_fame_best ON hall_of_fame (pack, prompt, score DESC);`,
+  // 3: every job a client started, so a restart can say which ones it interrupted.
+  `CREATE TABLE jobs (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
+     label TEXT,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT,
+     error_code TEXT,
+     error_message TEXT,
+     result_id TEXT
+   );
+   CREATE INDEX jobs_newest ON jobs (created_at DESC);
+   CREATE INDEX jobs_unfinished ON jobs (state) WHERE state IN ('queued', 'running');`,
 ];
 
 /**
