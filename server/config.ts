@@ -97,8 +97,8 @@ export interface StudioConfig {
   trustProxy: boolean;
   /** On SIGTERM, how long running jobs may take to finish before they are interrupted. */
   shutdownMs: number;
-  /** The caption LLM; `timeoutMs` is per call. */
-  llm: { baseUrl: string | undefined; apiKey: string | undefined; model: string | undefined; timeoutMs: number };
+  /** The caption LLM; `timeoutMs` is per call (CAPTION_LLM_TIMEOUT_MS; left out: the caption client's default). */
+  llm: { baseUrl: string | undefined; apiKey: string | undefined; model: string | undefined; timeoutMs?: number };
   redisUrl: string | undefined;
   hf: { endpoint: string; token: string | undefined };
 }

@@ -81,7 +81,7 @@ export function registerCaptionCommand(program: Command, ctx: CaptionCommandCont
       if (!opts.model) ctx.stderr.write(`model: ${defaultModel('clip', registry).reason}\n`);
       const { llm: l } = config;
       const llm = opts.llm && l.model && (l.baseUrl || l.apiKey)
-        ? new CaptionLlm({ model: l.model, timeoutMs: l.timeoutMs, ...(l.baseUrl ? { baseUrl: l.baseUrl } : {}), ...(l.apiKey ? { apiKey: l.apiKey } : {}) })
+        ? new CaptionLlm({ model: l.model, ...(l.timeoutMs ? { timeoutMs: l.timeoutMs } : {}), ...(l.baseUrl ? { baseUrl: l.baseUrl } : {}), ...(l.apiKey ? { apiKey: l.apiKey } : {}) })
         : undefined;
       if (llm) ctx.stderr.write(`llm: ${llm.model} at ${llm.host}\n`);
       const scorer = await ClipScorer.open({ ...(opts.model ? { model: opts.model } : {}), registry, dataDir: config.dataDir });

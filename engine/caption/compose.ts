@@ -29,17 +29,19 @@ function byCategory(terms: readonly TermScore[]): Map<string, TermScore[]> {
   return m;
 }
 
+/** A composed caption and how it was filled, so a variation can refill the same template. */
+export interface ComposedCaption { text: string; template: string; values: Record<string, string>; score: number }
+
+const fillTemplate = (template: string, values: Record<string, string>) => fixArticles(template.replace(/\{(\w+)\}/g, (_m, k: string) => values[k]!));
+
 /**
- * Up to `n` captions composed from the interrogated terms: every template filled with every
- * combination of its categories' kept terms, ordered by the geometric mean of the terms' scores
- * times the score of the template's kind, duplicates removed.
- *
- * @example
- * composeCaptions(termSet(true), terms, 8)[0]; // "a red circle on a blue background"
+ * Every caption the templates make from the interrogated terms: each template filled with
+ * every combination of its categories' kept terms, ordered by the geometric mean of the terms'
+ * scores times the score of the template's kind, duplicates removed.
  */
-export function composeCaptions(set: TermSet, terms: readonly TermScore[], n: number): string[] {
+export function composeDetailed(set: TermSet, terms: readonly TermScore[]): ComposedCaption[] {
   const cats = byCategory(terms);
-  const scored: { text: string; score: number }[] = [];
+  const scored: ComposedCaption[] = [];
   for (const t of set.offline) {
     const slots = [...new Set([...t.text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!))];
     const kindScore = t.kind ? (cats.get('kind')?.find((k) => k.term === t.kind)?.score ?? 0) : 1;
@@ -49,22 +51,48 @@ export function composeCaptions(set: TermSet, terms: readonly TermScore[], n: nu
       const options = cats.get(slot) ?? [];
       combos = combos.flatMap((c) => options.map((o) => ({ values: { ...c.values, [slot]: o.term }, score: c.score * o.score })));
     }
-    // the geometric mean of the slots' scores, so a confident extra detail raises a caption and a doubtful one lowers it
-    for (const c of combos) scored.push({ text: fixArticles(t.text.replace(/\{(\w+)\}/g, (_m, k: string) => c.values[k]!)), score: kindScore * c.score ** (1 / Math.max(1, slots.length)) });
+    // the geometric mean, so a confident extra detail raises a caption and a doubtful one lowers it
+    for (const c of combos) scored.push({ text: fillTemplate(t.text, c.values), template: t.text, values: c.values, score: kindScore * c.score ** (1 / Math.max(1, slots.length)) });
   }
   scored.sort((a, b) => b.score - a.score);
-  return uniqueCaptions(scored.map((s) => s.text)).slice(0, n);
+  const seen = new Set<string>();
+  return scored.filter((c) => !seen.has(captionKey(c.text)) && !!seen.add(captionKey(c.text)));
 }
 
 /**
- * Variations of `captions`: each interrogated term found in a caption swapped for the other
- * kept terms of its category ("a red circle" → "a orange circle" → "an orange circle"), in the
- * order of the captions given, the likelier swaps first. `exclude` holds keys already ranked.
+ * Up to `n` captions composed from the interrogated terms, likeliest first (composeDetailed).
+ *
+ * @example
+ * composeCaptions(termSet(true), terms, 8)[0]; // "a red circle on a blue background"
  */
-export function varyCaptions(captions: readonly string[], terms: readonly TermScore[], n: number, exclude: ReadonlySet<string> = new Set()): string[] {
+export function composeCaptions(set: TermSet, terms: readonly TermScore[], n: number): string[] {
+  return composeDetailed(set, terms).slice(0, n).map((c) => c.text);
+}
+
+/**
+ * Variations of `captions`, earlier captions and likelier replacement terms first. A caption
+ * the offline generator composed (found in `composed`) has one slot refilled with another kept
+ * term of that slot's category, so a shape is only ever swapped for a shape; any other caption
+ * has a term it uses swapped for another of the same category. `exclude` holds keys already
+ * ranked. New composed variations are added to `composed`, so later rounds can vary them too.
+ */
+export function varyCaptions(
+  captions: readonly string[], terms: readonly TermScore[], n: number, exclude: ReadonlySet<string> = new Set(), composed?: Map<string, ComposedCaption>,
+): string[] {
   const cats = byCategory(terms);
-  const out: { text: string; score: number }[] = [];
+  const out: ComposedCaption[] = [];
   captions.forEach((caption, rank) => {
+    const made = composed?.get(captionKey(caption));
+    if (made) {
+      for (const [slot, value] of Object.entries(made.values)) {
+        for (const other of cats.get(slot) ?? []) {
+          if (other.term === value) continue;
+          const values = { ...made.values, [slot]: other.term };
+          out.push({ text: fillTemplate(made.template, values), template: made.template, values, score: other.score / (rank + 1) });
+        }
+      }
+      return;
+    }
     for (const list of cats.values()) {
       for (const t of list) {
         // match how the term reads ("red background"), so a colour swap leaves the background alone
@@ -72,14 +100,24 @@ export function varyCaptions(captions: readonly string[], terms: readonly TermSc
         if (!re.test(caption)) continue;
         for (const other of list) {
           if (other === t) continue;
-          // earlier captions and likelier replacement terms first
-          out.push({ text: fixArticles(caption.replace(re, other.text)), score: other.score / (rank + 1) });
+          out.push({ text: fixArticles(caption.replace(re, other.text)), template: '', values: {}, score: other.score / (rank + 1) });
         }
       }
     }
   });
   out.sort((a, b) => b.score - a.score);
-  return uniqueCaptions(out.map((o) => o.text)).filter((t) => !exclude.has(captionKey(t))).slice(0, n);
+  const seen = new Set(exclude);
+  const picked: string[] = [];
+  for (const c of out) {
+    const text = tidyCaption(c.text);
+    const k = captionKey(text);
+    if (!k || seen.has(k)) continue;
+    seen.add(k);
+    picked.push(text);
+    if (c.template && composed) composed.set(k, { ...c, text });
+    if (picked.length >= n) break;
+  }
+  return picked;
 }
 
 /** Captions in order, each meaning kept once (by `captionKey`), empty ones dropped. */

@@ -20,7 +20,7 @@
 import { readFile } from 'node:fs/promises';
 import { CancelledError } from '../errors';
 import type { ClipScorer } from '../scorer';
-import { captionKey, composeCaptions, uniqueCaptions, varyCaptions } from './compose';
+import { captionKey, composeDetailed, uniqueCaptions, varyCaptions, type ComposedCaption } from './compose';
 import { LlmError, type CaptionLlm } from './llm';
 import { LlmAnswerError, parseCandidates } from './parse';
 import { validateCaptionOptions, type CaptionOptions } from './params';
@@ -174,7 +174,8 @@ export async function captionImage(scorer: ClipScorer, image: CaptionImage, opti
     }));
   };
 
-  // Propose.
+  // Propose. Offline captions remember their template, so variations refill it.
+  const composed = new Map<string, ComposedCaption>();
   let source: CaptionSource = 'offline';
   const fromLlm = await askLlm(proposeMessages({ terms, hint: set.llmHint, n: opts.candidates, ...(imageForLlm ? { image: imageForLlm } : {}) }));
   checkCancel();
@@ -184,7 +185,9 @@ export async function captionImage(scorer: ClipScorer, image: CaptionImage, opti
     added = add(fromLlm.slice(0, Math.max(opts.candidates, fromLlm.length)), 0, 'llm');
   } else {
     if (!llm) notice('No LLM is configured (OPENAI_BASE_URL, CAPTION_LLM_MODEL); the offline generator composed the candidates from the top terms.');
-    added = add(composeCaptions(set, terms, opts.candidates), 0, 'offline');
+    const made = composeDetailed(set, terms).slice(0, opts.candidates);
+    for (const c of made) composed.set(captionKey(c.text), c);
+    added = add(made.map((c) => c.text), 0, 'offline');
   }
   let ranked = await rankPool();
   const rounds: CaptionRound[] = [{ round: 0, kind: 'propose', source, added, top: ranked.slice(0, TOP_IN_ROUND), improved: true, tokens }];
@@ -203,7 +206,7 @@ export async function captionImage(scorer: ClipScorer, image: CaptionImage, opti
     checkCancel();
     if (!proposals) {
       roundSource = 'offline';
-      proposals = varyCaptions(best.map((b) => b.text), terms, want, keys);
+      proposals = varyCaptions(best.map((b) => b.text), terms, want, keys, composed);
     }
     const newOnes = add(proposals.slice(0, want), r, roundSource);
     if (!newOnes.length) { stopped = 'no-new-candidates'; break; }

@@ -94,7 +94,7 @@ export class CaptionService {
     const { llm } = opts.config;
     // Configured: a model, and somewhere to send it (a base URL, or OpenAI's own with a key).
     this.llm = llm.model && (llm.baseUrl || llm.apiKey)
-      ? new CaptionLlm({ model: llm.model, timeoutMs: llm.timeoutMs, ...(llm.baseUrl ? { baseUrl: llm.baseUrl } : {}), ...(llm.apiKey ? { apiKey: llm.apiKey } : {}) })
+      ? new CaptionLlm({ model: llm.model, ...(llm.timeoutMs ? { timeoutMs: llm.timeoutMs } : {}), ...(llm.baseUrl ? { baseUrl: llm.baseUrl } : {}), ...(llm.apiKey ? { apiKey: llm.apiKey } : {}) })
       : null;
     this.concurrency = opts.concurrency ?? 1;
     this.queueLimit = opts.queueLimit ?? 4;

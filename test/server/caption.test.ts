@@ -48,7 +48,7 @@ describe('caption over socket.io', () => {
     studio = await createStudioServer({ config, next: false });
     url = `http://127.0.0.1:${(await studio.listen(0, '127.0.0.1')).port}`;
     const png = await encodePng((await rasterizeSvg('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 128 128"><rect width="128" height="128" fill="#1e50dc"/><circle cx="64" cy="64" r="36" fill="#e01e1e"/></svg>', 128)).data, 128, 128);
-    const res = await fetch(`${url}/api/uploads?field=image&name=circle.png`, { method: 'POST', body: png });
+    const res = await fetch(`${url}/api/uploads?field=image&name=circle.png`, { method: 'POST', body: new Uint8Array(png) });
     assert.equal(res.status, 201);
     upload = ((await res.json()) as { id: string }).id;
   });
