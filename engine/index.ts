@@ -50,11 +50,11 @@ export {
 } from './onnx/embedder';
 export { LruCache, type TextEmbeddingStore } from './onnx/text-cache';
 export { clipOnnxFiles, clipOnnxKey, type ClipOnnxFiles, type ClipOnnxCacheOptions } from './onnx/cache';
-export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, CLIP_ONNX_BUILDER_VERSION } from './onnx/clip-onnx';
-export { OnnxGraph, decodeModel, floatAttr, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';
+export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, quantizeColumns, CLIP_ONNX_BUILDER_VERSION, type ClipOnnxPrecision } from './onnx/clip-onnx';
+export { OnnxGraph, decodeModel, floatAttr, MS_DOMAIN, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';
 export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, type OrtSession, type OrtValue, type OrtSessionOptions, type ExecutionProvider } from './runtime/onnx';
 export { classify, labelLogits, labelProbabilities, resolveClipDir, type ClassifyResult, type ClassifyOptions, type ClassifyImage, type LabelScore } from './classify';
-export { expectedClipShapes } from './models/clip-weights';
+export { expectedClipShapes, findClipFiles, readClipStateDict } from './models/clip-weights';
 export { buildVqganWeights } from './models/vqgan';
 export {
   validateGenerateParams, parseGeneratePrompt, checkSize, randomSeed, rangeText, GENERATE_LIMITS, GENERATE_STARTS, DEFAULT_START, PROMPT_MAX_LENGTH, MAX_IMAGE_PROMPTS,

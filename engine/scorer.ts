@@ -14,7 +14,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from './errors';
 import { preprocessForClip, type ClipPreprocess } from './io/images';
-import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, readClipConfig } from './models/config';
+import type { StateDict } from './io/host-tensor';
+import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, readClipConfig, type ClipConfig } from './models/config';
 import { defaultModel, resolveModel, type RegistryOptions } from './models/registry';
 import { ClipTokenizer } from './models/tokenizer';
 import { OrtClipEmbedder, similarityLogits, type OrtClipEmbedderOptions, type OrtClipInfo } from './onnx/embedder';
@@ -87,6 +88,26 @@ export class ClipScorer {
       ? readClipConfig(configPath).preprocess
       : { size: embedder.info.imageSize, mean: CLIP_IMAGE_MEAN, std: CLIP_IMAGE_STD };
     return new ClipScorer(model, embedder, tok, pre);
+  }
+
+  /**
+   * A scorer over weights already in memory (a config and a state dict), e.g. the benchmark's
+   * random weights at a real model's size. `id` names it in `model`.
+   *
+   * @example
+   * const scorer = await ClipScorer.fromWeights({ config, tensors, id: 'random ViT-B/32' }, { embedder: { visionPrecision: 'int8' } });
+   */
+  static async fromWeights(
+    src: { config: ClipConfig; tensors: StateDict; id?: string },
+    opts: Pick<ClipScorerOptions, 'dataDir' | 'textStore' | 'embedder'> = {},
+  ): Promise<ClipScorer> {
+    const tok = await ClipTokenizer.load();
+    const embedder = await OrtClipEmbedder.fromWeights(
+      { config: src.config, tensors: src.tensors, ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) },
+      { ...opts.embedder, ...(opts.textStore ? { textStore: opts.textStore } : {}) },
+    );
+    const id = src.id ?? 'in-memory weights';
+    return new ClipScorer({ id, dir: '', demo: false }, embedder, tok, src.config.preprocess);
   }
 
   get info(): OrtClipInfo {

@@ -1,5 +1,6 @@
 /**
- * The on-disk cache of built CLIP graphs: `<dataDir>/onnx/clip-<key>/{vision_model,text_model}.onnx`,
+ * The on-disk cache of built CLIP graphs: `<dataDir>/onnx/clip-<key>/{vision_model,text_model}.onnx`
+ * (and `vision_model.int8.onnx` when the int8 vision graph is asked for),
  * keyed by sha256 over the builder version, the config and every weight (name, shape, bytes).
  * Building ViT-B/32's graphs takes seconds and ~600 MB of copies; a hit is two file paths that
  * onnxruntime maps itself. Files are written under a temporary name and renamed, so a crash
@@ -10,7 +11,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join, resolve } from 'node:path';
 import type { StateDict } from '../io/host-tensor';
 import type { ClipConfig } from '../models/config';
-import { buildClipTextOnnx, buildClipVisionOnnx, CLIP_ONNX_BUILDER_VERSION } from './clip-onnx';
+import { buildClipTextOnnx, buildClipVisionOnnx, CLIP_ONNX_BUILDER_VERSION, type ClipOnnxPrecision } from './clip-onnx';
 
 /**
  * The cache key of a model: sha256 of the builder version, the config and the weights, in
@@ -52,6 +53,8 @@ export interface ClipOnnxCacheOptions {
   tensors: StateDict;
   /** A checksum of the weight files, to skip hashing the tensors (see clipOnnxKey). */
   weightsSha256?: string;
+  /** The vision graph's precision (default fp32); an int8 graph is cached beside the fp32 one as `vision_model.int8.onnx`. */
+  visionPrecision?: ClipOnnxPrecision;
 }
 
 function writeAtomic(path: string, bytes: Uint8Array): void {
@@ -74,12 +77,13 @@ function writeAtomic(path: string, bytes: Uint8Array): void {
 export function clipOnnxFiles(opts: ClipOnnxCacheOptions): ClipOnnxFiles {
   const key = clipOnnxKey(opts.config, opts.tensors, opts.weightsSha256);
   const dir = join(resolve(opts.dataDir), 'onnx', `clip-${key}`);
-  const visionPath = join(dir, 'vision_model.onnx');
+  const precision = opts.visionPrecision ?? 'fp32';
+  const visionPath = join(dir, precision === 'fp32' ? 'vision_model.onnx' : `vision_model.${precision}.onnx`);
   const textPath = join(dir, 'text_model.onnx');
   let built = false;
   mkdirSync(dir, { recursive: true });
   if (!existsSync(visionPath)) {
-    writeAtomic(visionPath, buildClipVisionOnnx(opts.config, opts.tensors));
+    writeAtomic(visionPath, buildClipVisionOnnx(opts.config, opts.tensors, { precision }));
     built = true;
   }
   if (!existsSync(textPath)) {

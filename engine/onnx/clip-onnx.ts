@@ -19,7 +19,7 @@ import { ModelLoadError } from '../errors';
 import type { StateDict } from '../io/host-tensor';
 import { checkClipStateDict } from '../models/clip-weights';
 import type { ClipActivation, ClipConfig, ClipTowerConfig } from '../models/config';
-import { OnnxGraph, floatAttr } from './graph';
+import { MS_DOMAIN, OnnxGraph, floatAttr } from './graph';
 
 /** Bump when the graphs change: it is part of the disk cache key (cache.ts). */
 export const CLIP_ONNX_BUILDER_VERSION = 2;
@@ -69,11 +69,47 @@ function tokenRowTable(tokenIds: ArrayLike<number>): BigInt64Array {
 
 // ---- layers ---------------------------------------------------------------------------------
 
+/**
+ * int8 weights for onnxruntime's DynamicQuantizeMatMul: a [K, N] matrix quantised per output
+ * column, symmetric (zero point 0), to ±`levels`. 63 rather than 127 (7 bits, ORT's
+ * "reduce_range"): x86's AVX2 u8·s8 kernel adds pairs of products in int16 (vpmaddubsw),
+ * and 255·127·2 overflows it where 255·63·2 does not.
+ */
+export function quantizeColumns(w: Float32Array, K: number, N: number, levels = 63): { q: Int8Array; scale: Float32Array } {
+  const amax = new Float32Array(N);
+  for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) amax[n] = Math.max(amax[n]!, Math.abs(w[k * N + n]!));
+  const scale = amax.map((a) => (a > 0 ? a / levels : 1));
+  const q = new Int8Array(K * N);
+  for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) q[k * N + n] = Math.max(-levels, Math.min(levels, Math.round(w[k * N + n]! / scale[n]!)));
+  return { q, scale };
+}
+
+/** How a tower's projections are computed: float32 Gemm, or int8 weights with dynamically quantised activations. */
+export type ClipOnnxPrecision = 'fp32' | 'int8';
+
 class ClipGraph {
   private readonly consts = new Map<string, string>();
   /** The int64 shape [B, T, heads, hd] that splits [B·T, W] activations into heads (set per tower). */
   headsShape = '';
-  constructor(readonly g: OnnxGraph, readonly tensors: StateDict) {}
+  constructor(readonly g: OnnxGraph, readonly tensors: StateDict, readonly precision: ClipOnnxPrecision = 'fp32') {}
+
+  /**
+   * x [rows, K] · w [K, N] + bias [N]. fp32: one Gemm (bias fused). int8: onnxruntime's
+   * DynamicQuantizeMatMul, which quantises x to uint8 per call (its own min/max), multiplies
+   * in integers against the per-column int8 weights and rescales to float with the bias added.
+   */
+  project(x: string, prefix: string, w: Float32Array, K: number, N: number, bias: Float32Array | undefined, quantize = true): string {
+    const g = this.g;
+    if (this.precision === 'int8' && quantize) {
+      const { q, scale } = quantizeColumns(w, K, N);
+      const inputs = [x, g.init(`${prefix}.weight_q`, q, [K, N]), g.init(`${prefix}.weight_scale`, scale, [N])];
+      if (bias) inputs.push('', g.init(`${prefix}.bias`, bias, [N])); // '': no zero point (symmetric)
+      return g.node('DynamicQuantizeMatMul', inputs, {}, { name: prefix, domain: MS_DOMAIN })[0]!;
+    }
+    const inputs = [x, g.init(`${prefix}.weight_t`, w, [K, N])];
+    if (bias) inputs.push(g.init(`${prefix}.bias`, bias, [N]));
+    return g.op('Gemm', inputs, {}, prefix);
+  }
 
   /** An int64 constant shared by every layer that needs it. */
   ints(name: string, values: readonly number[], scalar = false): string {
@@ -101,12 +137,11 @@ class ClipGraph {
    * x·wᵀ + b for 2-D x [rows, in], from a stored [out, in] weight (HF layout): a Gemm against
    * the [in, out] transpose, so the bias is added inside the GEMM rather than by a pass of its own.
    */
-  linear(x: string, prefix: string, bias = true): string {
+  linear(x: string, prefix: string, bias = true, quantize = true): string {
     const t = this.tensors.get(`${prefix}.weight`)!;
     const [out, inp] = [t.shape[0]!, t.shape[1]!];
-    const w = this.g.init(`${prefix}.weight_t`, transposeHost(f32(this.tensors, `${prefix}.weight`), out, inp), [inp, out]);
-    const inputs = bias ? [x, w, this.g.init(`${prefix}.bias`, f32(this.tensors, `${prefix}.bias`), [out])] : [x, w];
-    return this.g.op('Gemm', inputs, {}, prefix);
+    const w = transposeHost(f32(this.tensors, `${prefix}.weight`), out, inp); // [out, in] -> [in, out]
+    return this.project(x, prefix, w, inp, out, bias ? f32(this.tensors, `${prefix}.bias`) : undefined, quantize);
   }
 
   activation(x: string, act: ClipActivation, prefix: string): string {
@@ -144,7 +179,7 @@ class ClipGraph {
         bias[i * W + o] = b[o]! * s;
       }
     });
-    const qkv = g.op('Gemm', [x, g.init(`${a}.qkv.weight_t`, stacked, [W, 3 * W]), g.init(`${a}.qkv.bias`, bias, [3 * W])], {}, `${a}.qkv`);
+    const qkv = this.project(x, `${a}.qkv`, stacked, W, 3 * W, bias);
     const [q, k, v] = g.node('Split', [qkv], { axis: -1 }, { outputs: 3, name: `${a}.split` }) as [string, string, string];
     const heads = this.headsShape;
     // [B·T, W] -> [B, T, H, hd] -> [B, H, T, hd] (k: [B, H, hd, T], ready for q·kᵀ)
@@ -178,11 +213,12 @@ class ClipGraph {
  * @example
  * writeFileSync('vision_model.onnx', buildClipVisionOnnx(config, stateDict));
  */
-export function buildClipVisionOnnx(config: ClipConfig, tensors: StateDict, opts: { check?: boolean } = {}): Uint8Array {
+export function buildClipVisionOnnx(config: ClipConfig, tensors: StateDict, opts: { check?: boolean; precision?: ClipOnnxPrecision } = {}): Uint8Array {
   if (opts.check ?? true) checkClipStateDict(tensors, config);
   const c = config.vision;
+  const precision = opts.precision ?? 'fp32';
   const g = new OnnxGraph('clip_vision');
-  const b = new ClipGraph(g, tensors);
+  const b = new ClipGraph(g, tensors, precision);
   const W = c.hiddenSize;
   const P = c.patchSize;
   const side = c.imageSize / P;
@@ -206,9 +242,14 @@ export function buildClipVisionOnnx(config: ClipConfig, tensors: StateDict, opts
   for (let l = 0; l < c.numHiddenLayers; l++) x = b.block(x, `vision_model.encoder.layers.${l}`, c, undefined);
   // class token: [B·T, W] -> [B, T, W] -> [B, W]
   const pooled = g.op('Gather', [g.op('Reshape', [x, g.ints('seq_shape', [-1, tokens, W])]), g.ints('cls_index', [0], true)], { axis: 1 }, 'pooled');
-  const embeds = b.linear(b.layerNorm(pooled, 'vision_model.post_layernorm', W, c.layerNormEps), 'visual_projection', false);
+  // The projection stays float32 in either precision: one row per image, a negligible cost.
+  const embeds = b.linear(b.layerNorm(pooled, 'vision_model.post_layernorm', W, c.layerNormEps), 'visual_projection', false, false);
   g.output(embeds, VISION_OUTPUT, 'float32', ['batch', config.projectionDim]);
-  return g.toModel({ producerVersion: String(CLIP_ONNX_BUILDER_VERSION), docString: 'CLIP vision tower (CLIP Studio)' });
+  return g.toModel({
+    producerVersion: String(CLIP_ONNX_BUILDER_VERSION),
+    docString: `CLIP vision tower (CLIP Studio)${precision === 'int8' ? ', int8 projections (DynamicQuantizeMatMul)' : ''}`,
+    metadata: { precision },
+  });
 }
 
 /**

@@ -22,7 +22,7 @@ import { findClipFiles, readClipStateDict } from '../models/clip-weights';
 import { readClipConfig, type ClipConfig } from '../models/config';
 import { createOrtSession, type OrtIoInfo, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
 import { clipOnnxFiles } from './cache';
-import { buildClipTextOnnx, buildClipVisionOnnx, TEXT_INPUT, TEXT_OUTPUT, VISION_INPUT, VISION_OUTPUT } from './clip-onnx';
+import { buildClipTextOnnx, buildClipVisionOnnx, TEXT_INPUT, TEXT_OUTPUT, VISION_INPUT, VISION_OUTPUT, type ClipOnnxPrecision } from './clip-onnx';
 import { LruCache, type TextEmbeddingStore } from './text-cache';
 
 export interface OrtClipEmbedderOptions extends Pick<OrtSessionOptions, 'provider' | 'threads' | 'spin'> {
@@ -34,6 +34,13 @@ export interface OrtClipEmbedderOptions extends Pick<OrtSessionOptions, 'provide
   textCacheSize?: number;
   /** A persistent store behind the in-memory LRU (the server's: server/store/text-embeddings.ts). */
   textStore?: TextEmbeddingStore;
+  /**
+   * `int8`: the vision tower's projections with int8 weights and dynamically quantised
+   * activations (clip-onnx.ts, onnxruntime's DynamicQuantizeMatMul) — faster on the CPU, and
+   * close to fp32 but not equal (bench/quantize.ts measures both). Graphs built from weights
+   * only; the text tower stays fp32. Default `fp32`.
+   */
+  visionPrecision?: ClipOnnxPrecision;
 }
 
 /** What the embedder knows about its model. */
@@ -47,6 +54,8 @@ export interface OrtClipInfo {
   logitScale: number;
   /** Identifies the weights (text cache entries are per model). */
   modelKey: string;
+  /** The vision graph's precision. */
+  visionPrecision: ClipOnnxPrecision;
 }
 
 export interface OrtClipStats {
@@ -222,11 +231,15 @@ export class OrtClipEmbedder {
     let vision: string | Uint8Array;
     let text: string | Uint8Array;
     let modelKey: string;
+    const visionPrecision = opts.visionPrecision ?? 'fp32';
+    if (visionPrecision !== 'fp32' && visionPrecision !== 'int8') {
+      throw new InputError('visionPrecision', `The \`visionPrecision\` option must be fp32 or int8, got ${String(visionPrecision)}`);
+    }
     if (src.dataDir) {
-      const files = clipOnnxFiles({ dataDir: src.dataDir, config, tensors, ...(src.weightsSha256 ? { weightsSha256: src.weightsSha256 } : {}) });
+      const files = clipOnnxFiles({ dataDir: src.dataDir, config, tensors, visionPrecision, ...(src.weightsSha256 ? { weightsSha256: src.weightsSha256 } : {}) });
       [vision, text, modelKey] = [files.visionPath, files.textPath, files.key];
     } else {
-      vision = buildClipVisionOnnx(config, tensors);
+      vision = buildClipVisionOnnx(config, tensors, { precision: visionPrecision });
       text = buildClipTextOnnx(config, tensors, { check: false });
       // No cache directory: key the text cache by the text graph's bytes.
       modelKey = createHash('sha256').update(text).digest('hex');
@@ -245,6 +258,7 @@ export class OrtClipEmbedder {
       contextLength: config.text.maxPositionEmbeddings,
       logitScale: scale === undefined ? 100 : Math.exp(scale),
       modelKey,
+      visionPrecision,
     }, opts);
   }
 
@@ -281,6 +295,9 @@ export class OrtClipEmbedder {
     src: { visionPath: string; textPath: string; imageSize?: number; contextLength?: number; logitScale?: number },
     opts: OrtClipEmbedderOptions = {},
   ): Promise<OrtClipEmbedder> {
+    if (opts.visionPrecision && opts.visionPrecision !== 'fp32') {
+      throw new InputError('visionPrecision', `${src.visionPath}: a user-supplied export runs as it is; \`visionPrecision: ${opts.visionPrecision}\` applies to graphs built from weights`);
+    }
     const sessionOpts = sessionOptions(opts);
     const vision = await createOrtSession(src.visionPath, { ...sessionOpts, source: src.visionPath });
     let text: OrtSession | undefined;
@@ -308,6 +325,7 @@ export class OrtClipEmbedder {
         contextLength: src.contextLength ?? fixed(ids.shape?.[1]) ?? 77,
         logitScale: src.logitScale ?? 100,
         modelKey: `user-${sha256Text(stamp(src.textPath))}`,
+        visionPrecision: 'fp32',
       }, opts);
     } catch (err) {
       await vision.release();

@@ -86,8 +86,11 @@ const root = protobuf.Root.fromJSON(ONNX_SCHEMA);
 const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** The element types we use, with their TensorProto.DataType numbers. */
-export type OnnxDType = 'float32' | 'int64' | 'int32' | 'bool';
-const DATA_TYPE: Record<OnnxDType, number> = { float32: 1, int32: 6, int64: 7, bool: 9 };
+export type OnnxDType = 'float32' | 'int64' | 'int32' | 'bool' | 'int8' | 'uint8';
+const DATA_TYPE: Record<OnnxDType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 };
+
+/** onnxruntime's contrib operator domain (DynamicQuantizeMatMul, …), version 1. */
+export const MS_DOMAIN = 'com.microsoft';
 
 /** AttributeProto.AttributeType */
 const ATTR = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
@@ -110,7 +113,7 @@ export const OPSET = 17;
 /** ONNX IR version 8 is the one that goes with opset 17 (ONNX 1.12). */
 export const IR_VERSION = 8;
 
-function bytesOf(data: Float32Array | Int32Array | BigInt64Array | Uint8Array): Uint8Array {
+function bytesOf(data: Float32Array | Int32Array | BigInt64Array | Uint8Array | Int8Array): Uint8Array {
   // Typed arrays are host-endian; ONNX raw_data is little-endian, as every machine we run on.
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
@@ -127,6 +130,7 @@ export class OnnxGraph {
   private readonly inputs: object[] = [];
   private readonly outputs: object[] = [];
   private readonly names = new Set<string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   constructor(readonly name: string) {}
@@ -158,12 +162,13 @@ export class OnnxGraph {
 
   /**
    * A constant tensor stored in the model. Float32Array → float, Int32Array → int32,
-   * BigInt64Array → int64, Uint8Array → bool.
+   * BigInt64Array → int64, Int8Array → int8, Uint8Array → bool (or uint8 with `uint8`).
    */
-  init(name: string, data: Float32Array | Int32Array | BigInt64Array | Uint8Array, dims: readonly number[]): string {
+  init(name: string, data: Float32Array | Int32Array | BigInt64Array | Uint8Array | Int8Array, dims: readonly number[], opts: { uint8?: boolean } = {}): string {
     const count = dims.reduce((a, b) => a * b, 1);
     if (count !== data.length) throw new Error(`ONNX initializer ${name}: ${data.length} values for shape [${dims.join(', ')}]`);
-    const dtype: OnnxDType = data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : data instanceof BigInt64Array ? 'int64' : 'bool';
+    const dtype: OnnxDType = data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : data instanceof BigInt64Array ? 'int64'
+      : data instanceof Int8Array ? 'int8' : opts.uint8 ? 'uint8' : 'bool';
     const unique = this.fresh(name);
     this.initializers.push({ name: unique, dims: [...dims], dataType: DATA_TYPE[dtype], rawData: bytesOf(data) });
     return unique;
@@ -185,7 +190,7 @@ export class OnnxGraph {
    * @example
    * const [y] = g.node('Softmax', [x], { axis: -1 });
    */
-  node(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, opts: { outputs?: number; name?: string } = {}): string[] {
+  node(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, opts: { outputs?: number; name?: string; domain?: string } = {}): string[] {
     const base = opts.name ?? opType.toLowerCase();
     const outputs = Array.from({ length: opts.outputs ?? 1 }, (_, i) => this.fresh(`${base}${opts.outputs && opts.outputs > 1 ? `_out${i}` : ''}`));
     const attribute = Object.entries(attrs).map(([key, v]) => {
@@ -194,7 +199,9 @@ export class OnnxGraph {
       if (typeof v === 'object') return { name: key, type: ATTR.FLOAT, f: v.float };
       return Number.isInteger(v) ? { name: key, type: ATTR.INT, i: v } : { name: key, type: ATTR.FLOAT, f: v };
     });
-    this.nodes.push({ opType, input: [...inputs], output: outputs, name: this.fresh(`${base}_node`), attribute });
+    const domain = opts.domain ?? '';
+    if (domain) this.domains.add(domain);
+    this.nodes.push({ opType, input: [...inputs], output: outputs, name: this.fresh(`${base}_node`), attribute, domain });
     return outputs;
   }
 
@@ -207,7 +214,8 @@ export class OnnxGraph {
   toModel(opts: { producerVersion?: string; docString?: string; metadata?: Record<string, string> } = {}): Uint8Array {
     const message = {
       irVersion: IR_VERSION,
-      opsetImport: [{ domain: '', version: OPSET }],
+      // contrib domains (onnxruntime's com.microsoft) are at version 1
+      opsetImport: [{ domain: '', version: OPSET }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       producerName: 'clip-studio',
       producerVersion: opts.producerVersion ?? '',
       docString: opts.docString ?? '',
@@ -224,23 +232,26 @@ export class OnnxGraph {
 export interface DecodedModel {
   irVersion: number;
   opset: number;
+  /** Every operator set imported, the default domain ('') first. */
+  opsets: { domain: string; version: number }[];
   metadata: Record<string, string>;
-  graph: { name: string; nodes: { opType: string; input: string[]; output: string[] }[]; initializers: { name: string; dims: number[]; dataType: number; bytes: number }[]; inputs: string[]; outputs: string[] };
+  graph: { name: string; nodes: { opType: string; domain: string; input: string[]; output: string[] }[]; initializers: { name: string; dims: number[]; dataType: number; bytes: number }[]; inputs: string[]; outputs: string[] };
 }
 
 /** Decode a ModelProto written by OnnxGraph (only the fields of the schema above). */
 export function decodeModel(bytes: Uint8Array): DecodedModel {
   const m = ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, defaults: true }) as {
-    irVersion: number; opsetImport: { version: number }[]; metadataProps: { key: string; value: string }[];
-    graph: { name: string; node: { opType: string; input: string[]; output: string[] }[]; initializer: { name: string; dims: number[]; dataType: number; rawData: Uint8Array }[]; input: { name: string }[]; output: { name: string }[] };
+    irVersion: number; opsetImport: { domain: string; version: number }[]; metadataProps: { key: string; value: string }[];
+    graph: { name: string; node: { opType: string; domain: string; input: string[]; output: string[] }[]; initializer: { name: string; dims: number[]; dataType: number; rawData: Uint8Array }[]; input: { name: string }[]; output: { name: string }[] };
   };
   return {
     irVersion: m.irVersion,
     opset: m.opsetImport[0]?.version ?? 0,
+    opsets: m.opsetImport.map((o) => ({ domain: o.domain, version: o.version })),
     metadata: Object.fromEntries(m.metadataProps.map((p) => [p.key, p.value])),
     graph: {
       name: m.graph.name,
-      nodes: m.graph.node.map((n) => ({ opType: n.opType, input: n.input, output: n.output })),
+      nodes: m.graph.node.map((n) => ({ opType: n.opType, domain: n.domain, input: n.input, output: n.output })),
       initializers: m.graph.initializer.map((t) => ({ name: t.name, dims: t.dims, dataType: t.dataType, bytes: t.rawData.length })),
       inputs: m.graph.input.map((i) => i.name),
       outputs: m.graph.output.map((o) => o.name),
