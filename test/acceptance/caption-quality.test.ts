@@ -12,7 +12,7 @@ import { runCaptionEval } from '../../scripts/caption-eval';
 
 test('caption quality with the demo CLIP on held-out renders', { timeout: 600_000 }, async () => {
   const r = await runCaptionEval(40);
-  console.log(`# ${r.model}, ${r.seconds.toFixed(1)} s\n${formatCaptionFigures(r.figures).replace(/^/gm, '# ')}`);
+  console.log(`${r.model}, ${r.seconds.toFixed(1)} s\n${formatCaptionFigures(r.figures)}`);
   assert.equal(r.requests, 40, 'one LLM request per image, over HTTP');
   const [llm, offline] = r.figures;
   assert.ok(llm!.total === 40 && llm!.accuracy >= 0.9, `right caption first among LLM candidates: ${llm!.correct}/40, need ≥ 36`);
