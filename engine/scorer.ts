@@ -82,12 +82,17 @@ export class ClipScorer {
     const store = opts.textStore;
     const embedder = await OrtClipEmbedder.fromModelDir(model.dir, opts.dataDir ? { dataDir: opts.dataDir } : {},
       { ...opts.embedder, ...(store ? { textStore: store } : {}) });
-    // Preprocessing: the model's own config when it has one, else CLIP's constants at the graph's size.
-    const configPath = ['config.json', 'clip_config.json'].map((f) => join(model.dir, f)).find((p) => existsSync(p));
-    const pre: ClipPreprocess = configPath
-      ? readClipConfig(configPath).preprocess
-      : { size: embedder.info.imageSize, mean: CLIP_IMAGE_MEAN, std: CLIP_IMAGE_STD };
-    return new ClipScorer(model, embedder, tok, pre);
+    try {
+      // Preprocessing: the model's own config when it has one, else CLIP's constants at the graph's size.
+      const configPath = ['config.json', 'clip_config.json'].map((f) => join(model.dir, f)).find((p) => existsSync(p));
+      const pre: ClipPreprocess = configPath
+        ? readClipConfig(configPath).preprocess
+        : { size: embedder.info.imageSize, mean: CLIP_IMAGE_MEAN, std: CLIP_IMAGE_STD };
+      return new ClipScorer(model, embedder, tok, pre);
+    } catch (err) {
+      await embedder.close();
+      throw err;
+    }
   }
 
   /**
