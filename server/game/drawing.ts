@@ -47,6 +47,20 @@ export function inkFraction(img: RgbImage): number {
 
 /** Check, decode and re-encode a player's drawing. Every refusal is GameError('BAD_DRAWING', …, 'png'). */
 export async function validateDrawing(bytes: Uint8Array): Promise<Drawing> {
+  const decoded = await decodeDrawing(bytes);
+  return { ...decoded, png: await reencode(decoded.image) };
+}
+
+/** The server's own PNG of a decoded drawing. */
+export function reencode(image: RgbImage): Promise<Buffer> {
+  return encodePng(image.data, image.width, image.height);
+}
+
+/**
+ * `validateDrawing` without the re-encoding: the checks and the decoded pixels, so live
+ * guesses need not wait for the PNG encoder (re-encode before keeping or forwarding it).
+ */
+export async function decodeDrawing(bytes: Uint8Array): Promise<Omit<Drawing, 'png'>> {
   const { drawingMaxBytes: maxBytes, drawingMaxSide: maxSide } = PLAY_LIMITS;
   if (bytes.byteLength > maxBytes) {
     throw new GameError('BAD_DRAWING', `The drawing is ${bytes.byteLength} bytes, over the limit of ${maxBytes} (300 KB).`, 'png');
@@ -62,6 +76,5 @@ export async function validateDrawing(bytes: Uint8Array): Promise<Drawing> {
     if (err instanceof InputError) throw new GameError('BAD_DRAWING', `The drawing ${err.message.replace(/^drawing: /, '')}`, 'png');
     throw err;
   }
-  const png = await encodePng(image.data, image.width, image.height, { compressionLevel: 9 });
-  return { png, image, ink: inkFraction(image) };
+  return { image, ink: inkFraction(image) };
 }

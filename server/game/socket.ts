@@ -21,7 +21,7 @@ import {
   type ClientToServer, type PlayError, type ServerToClient,
 } from '../protocol';
 import type { HallOfFame } from '../store/hall-of-fame';
-import { BLANK_INK, validateDrawing } from './drawing';
+import { BLANK_INK, decodeDrawing, reencode, validateDrawing } from './drawing';
 import { GameError } from './errors';
 import { Judge } from './judge';
 import { loadPacks, packsForModel, type GamePack } from './packs';
@@ -207,13 +207,16 @@ export class GameServer {
     on(PlayClientEvent.draw, PlayDrawingSchema, 'draw', async ({ round, png }) => {
       const { room, seat, code } = current();
       room.checkDrawing(seat, round, false); // before decoding anything
-      const drawing = await validateDrawing(png);
-      if (this.rooms.get(code)?.room !== room) return;
-      const b64 = drawing.png.toString('base64');
-      room.liveDrawing(seat, round, b64);
-      if (drawing.ink < BLANK_INK) return void room.liveGuesses(seat, round, [], 0, b64);
+      const drawing = await decodeDrawing(png);
+      // CLIP's guesses and the server's own PNG (kept, and shown to spectators) side by side.
       const t0 = performance.now();
-      const guesses = await this.judge.guesses(drawing.image, room.pack);
+      const [guesses, reencoded] = await Promise.all([
+        drawing.ink < BLANK_INK ? Promise.resolve([]) : this.judge.guesses(drawing.image, room.pack),
+        reencode(drawing.image),
+      ]);
+      if (this.rooms.get(code)?.room !== room) return;
+      const b64 = reencoded.toString('base64');
+      room.liveDrawing(seat, round, b64);
       room.liveGuesses(seat, round, guesses, Math.round((performance.now() - t0) * 10) / 10, b64);
     });
 
