@@ -56,6 +56,8 @@ describe('play in a browser', { skip: browserBinary.skip }, () => {
     for (const p of [host, watcher]) p.on('pageerror', (e) => pageErrors.push(e.message));
 
     await host.goto(`${url}/play`);
+    // Enabled once the page is live (hydrated and connected); typing before that could be lost.
+    await host.waitForSelector('[data-testid=create-room]:not([disabled])', { timeout: 30_000 });
     await host.getByTestId('nickname').fill('<Ada>');
     await host.getByTestId('create-room').click();
     await host.getByTestId('play-error').filter({ hasText: 'nickname' }).waitFor({ timeout: 30_000 });
@@ -68,6 +70,8 @@ describe('play in a browser', { skip: browserBinary.skip }, () => {
     assert.equal(share, `${url}/play?room=${code}`);
 
     await watcher.goto(share);
+    await watcher.waitForSelector('[data-testid=create-room]:not([disabled])', { timeout: 30_000 });
+    await watcher.waitForFunction((c) => (document.querySelector('[data-testid=room-code-input]') as HTMLInputElement | null)?.value === c, code, { timeout: 10_000 });
     assert.equal(await watcher.getByTestId('room-code-input').inputValue(), code, 'the share link fills in the code');
     await watcher.getByTestId('nickname').fill('Bo');
     await watcher.getByTestId('spectator').check();
