@@ -54,7 +54,8 @@ test('the int8 vision graph quantises every projection of every layer and stays 
   const m = decodeModel(bytes);
   assert.deepEqual(m.opsets.map((o) => o.domain), ['', MS_DOMAIN]);
   const dq = m.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul');
-  assert.equal(dq.length, 4 * config.vision.numHiddenLayers, 'qkv, out_proj, fc1 and fc2 of every layer');
+  assert.equal(dq.length, 4 * config.vision.numHiddenLayers + 1, 'the patch embedding, then qkv, out_proj, fc1 and fc2 of every layer');
+  assert.equal(m.graph.nodes.filter((n) => n.opType === 'Conv').length, 0, 'the patch embedding is a matmul in int8');
   assert.ok(dq.every((n) => n.domain === MS_DOMAIN));
   assert.equal(m.graph.nodes.filter((n) => n.opType === 'Gemm').length, 1, 'only the final projection stays float32');
   const int8Weights = m.graph.initializers.filter((t) => t.dataType === 3);
