@@ -58,6 +58,7 @@ test('the int8 vision graph quantises every projection of every layer and stays 
   assert.equal(m.graph.nodes.filter((n) => n.opType === 'Conv').length, 0, 'the patch embedding is a matmul in int8');
   assert.ok(dq.every((n) => n.domain === MS_DOMAIN));
   assert.equal(m.graph.nodes.filter((n) => n.opType === 'Gemm').length, 1, 'only the final projection stays float32');
+  assert.equal(m.graph.nodes.filter((n) => n.opType === 'MultiHeadAttention').length, config.vision.numHiddenLayers, 'ORT\'s fused attention in every layer');
   const int8Weights = m.graph.initializers.filter((t) => t.dataType === 3);
   assert.equal(int8Weights.length, dq.length);
   assert.equal(m.metadata.precision, 'int8');
