@@ -22,7 +22,7 @@ import type { ClipActivation, ClipConfig, ClipTowerConfig } from '../models/conf
 import { MS_DOMAIN, OnnxGraph, floatAttr } from './graph';
 
 /** Bump when the graphs change: it is part of the disk cache key (cache.ts). */
-export const CLIP_ONNX_BUILDER_VERSION = 3;
+export const CLIP_ONNX_BUILDER_VERSION = 4;
 
 /** The names of the standard HF exports' inputs and outputs, which our graphs use too. */
 export const VISION_INPUT = 'pixel_values';
