@@ -164,6 +164,21 @@ describe('input limits on the studio server', () => {
     await bystander.waitFor('hello');
   });
 
+  it('a flood of events from one connection is cut at its budget, with one notice, and the connection recovers', async () => {
+    const { c, events, waitFor } = await client();
+    for (let i = 0; i < 1000; i++) c.emit('job:cancel', { jobId: '' });
+    await waitFor('error', (p) => p.field === '(rate)');
+    await new Promise((r) => setTimeout(r, 1100)); // the budget is per second
+    c.emit('hello', { protocolVersion: PROTOCOL_VERSION });
+    await waitFor('hello');
+    const answered = events.filter((e) => e.event === 'error' && e.payload.field === 'jobId').length;
+    const notices = events.filter((e) => e.event === 'error' && e.payload.field === '(rate)');
+    assert.ok(answered >= 400 && answered < 1000, `${answered} of 1000 handled (budget ${DEFAULT_RATE_RULES.event.perConnection.points}/s)`);
+    assert.ok(notices.length >= 1 && notices.length <= 2, `${notices.length} notices`);
+    assert.match(String(notices[0]!.payload.message), /Too many messages from this connection/);
+    assert.match(await metrics(), /clip_studio_rate_limited_total\{action="event"\} [1-9]/);
+  });
+
   it('lengths are capped with the field named', async () => {
     const { c, waitFor } = await client();
     c.emit('job:start', { kind: 'generate', params: { prompt: 'a'.repeat(5000) } });
