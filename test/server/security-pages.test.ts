@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../server/config';
 import { createStudioServer, type StudioServer } from '../../server/create';
 import { buildIfStale } from '../../scripts/start.mjs';
+import { browserBinary, launchChromium } from '../helpers/browser';
 import { REPO_ROOT } from '../helpers/fixtures';
 
 const SECRET_KEY = 'sk-test-pages-0123456789SECRET';
@@ -69,6 +70,29 @@ describe('security of the pages', () => {
       assert.ok(!r.body.includes(dataDir) && !r.body.includes(REPO_ROOT), `${path} leaks a server path`);
     }
     assert.equal(nonces.size, 4, 'a fresh nonce per response');
+  });
+
+  it('in a browser, no page breaks the policy, and the socket connects under it', { skip: browserBinary.skip, timeout: 120_000 }, async () => {
+    const browser = await launchChromium();
+    try {
+      for (const path of ['/', '/caption', '/play']) {
+        const page = await browser.newPage();
+        const violations: string[] = [];
+        page.on('console', (m) => {
+          if (/Content Security Policy|Refused to (load|execute|connect|apply)/i.test(m.text())) violations.push(m.text());
+        });
+        await page.addInitScript(() => {
+          document.addEventListener('securitypolicyviolation', (e) => console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`));
+        });
+        await page.goto(`http://127.0.0.1:${port}${path}`);
+        if (path === '/') await page.getByTestId('socket-status').filter({ hasText: 'connected to CLIP Studio' }).waitFor({ timeout: 30_000 });
+        else await page.waitForLoadState('networkidle');
+        assert.deepEqual(violations, [], `${path}: CSP violations`);
+        await page.close();
+      }
+    } finally {
+      await browser.close();
+    }
   });
 
   it('no static route walks out of public/ or .next/static', async () => {
