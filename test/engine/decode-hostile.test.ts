@@ -11,8 +11,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { decodeImage, InputError } from '../../engine/index';
+import { decodeImage, InputError, unloadGenerateModels } from '../../engine/index';
 import { registerClassifyCommand } from '../../cli/commands/classify';
+import { registerGenerateCommand } from '../../cli/commands/generate';
+import { fixtureManifests } from '../helpers/generate-models';
 import { animatedGif, pngBomb, sixChannelTiff, solidPng, svgWithScript, truncatedPng } from '../helpers/hostile-images';
 
 const PEAK_LIMIT_BYTES = 1.5 * 2 ** 30;
@@ -85,7 +87,10 @@ describe('the CLI uses the same decoder', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'clip-studio-hostile-cli-'));
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    unloadGenerateModels();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('clip-studio classify refuses each hostile file, naming it', async () => {
     for (const h of HOSTILE) {
@@ -104,6 +109,31 @@ describe('the CLI uses the same decoder', () => {
       assert.match(said, h.says);
       assert.equal(out, '', 'no result printed');
       process.exitCode = 0;
+    }
+  });
+
+  it('clip-studio generate --init and --image-prompt refuse them too, naming the file and the option', async () => {
+    const manifests = fixtureManifests();
+    try {
+      for (const [flag, h] of [['--init', HOSTILE[0]!], ['--image-prompt', HOSTILE[2]!], ['--init', HOSTILE[4]!]] as const) {
+        const path = join(dir, h.name);
+        writeFileSync(path, h.make());
+        let out = '';
+        const program = new Command('clip-studio').exitOverride();
+        registerGenerateCommand(program, {
+          stdout: { write: (s: string) => (out += s) }, stderr: { write: () => true },
+          env: { CLIP_STUDIO_DATA: join(dir, 'data') }, manifestsDir: manifests,
+        });
+        const args = ['a red circle', '-o', join(dir, 'out.png'), '--steps', '1', '--size', '16', '--cutn', '1', '--model', 'fixture-clip', '--vqgan', 'fixture-vqgan', flag, path];
+        const failure = await program.parseAsync(['node', 'clip-studio', 'generate', ...args]).then(() => undefined, (e: unknown) => e as Error);
+        assert.ok(failure, `${flag} ${h.name}: refused`);
+        assert.ok(failure.message.includes(h.name), `${flag} ${h.name}: names the file: ${failure.message}`);
+        assert.match(failure.message, h.says);
+        assert.match(failure.message, flag === '--init' ? /--init|init image/ : /--image-prompt|imagePrompts/);
+        assert.equal(out, '');
+      }
+    } finally {
+      rmSync(manifests, { recursive: true, force: true });
     }
   });
 });
