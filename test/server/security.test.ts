@@ -173,6 +173,20 @@ describe('security helpers', () => {
     assert.equal(originAllowed('javascript:alert(1)', 'a:1', []), false);
   });
 
+  it('the new settings are validated once, naming the variable', () => {
+    const base = { CLIP_STUDIO_DATA: '/tmp/x' };
+    const c = loadConfig({ ...base, CLIP_STUDIO_CORS_ORIGINS: 'https://A.example, http://localhost:3000', CLIP_STUDIO_TRUST_PROXY: '1', CLIP_STUDIO_SHUTDOWN_MS: '2500' });
+    assert.deepEqual(c.corsOrigins, ['https://a.example', 'http://localhost:3000']);
+    assert.equal(c.trustProxy, true);
+    assert.equal(c.shutdownMs, 2500);
+    assert.deepEqual(loadConfig(base).corsOrigins, []);
+    assert.equal(loadConfig(base).shutdownMs, 10_000);
+    assert.throws(() => loadConfig({ ...base, CLIP_STUDIO_CORS_ORIGINS: 'https://a.example/path' }), /^ConfigError: CLIP_STUDIO_CORS_ORIGINS must be a comma-separated list of origins/);
+    assert.throws(() => loadConfig({ ...base, CLIP_STUDIO_CORS_ORIGINS: '*' }), /CLIP_STUDIO_CORS_ORIGINS/, 'no wildcard');
+    assert.throws(() => loadConfig({ ...base, CLIP_STUDIO_TRUST_PROXY: 'yes' }), /CLIP_STUDIO_TRUST_PROXY must be 0 or 1/);
+    assert.throws(() => loadConfig({ ...base, CLIP_STUDIO_SHUTDOWN_MS: '-1' }), /CLIP_STUDIO_SHUTDOWN_MS/);
+  });
+
   it('the redactor replaces paths (longest first) and secrets anywhere in a value, keys included', () => {
     const redact = makeRedactor({ dataDir: '/srv/data', modelsDir: '/srv/data/models', llm: { apiKey: 'sk-XYZW', baseUrl: undefined, model: undefined }, hf: { endpoint: '', token: undefined } });
     const out = redact({ a: ['/srv/data/models/x', { '/srv/data/k': 'key sk-XYZW here' }], n: 3, z: null });
