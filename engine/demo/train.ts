@@ -1,8 +1,9 @@
 /**
  * `npm run train:demo`: train the bundled demo models from their seeds, one after the other
  * (each uses both cores): the CLIP (train-clip.ts → models/demo-clip), then the VQGAN
- * (train-vqgan.ts → models/demo-vqgan). Arguments after `--` go to both; `--only clip|vqgan`
- * runs one. Each runs in its own process so a crash in one leaves the other's output intact.
+ * (train-vqgan.ts → models/demo-vqgan). Each model is trained in the phases that made the
+ * bundled one (see each model's README.md), every phase in its own process, so a crash leaves
+ * the last checkpoint intact. Arguments after `--` go to every phase; `--only clip|vqgan` runs one.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,13 +14,36 @@ const args = process.argv.slice(2);
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const rest = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only');
 
-for (const [name, file] of [['clip', './train-clip.ts'], ['vqgan', './train-vqgan.ts']] as const) {
+/** The phases of each model, as run for the bundled weights. */
+const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
+  clip: {
+    file: './train-clip.ts',
+    runs: [
+      // 200 steps of a 640-step schedule with the label term and no auxiliary heads …
+      ['--steps', '640', '--until', '200', '--no-aux'],
+      // … then auxiliary heads on, the schedule shortened to end at step 480.
+      ['--resume', '--steps', '480'],
+    ],
+  },
+  vqgan: {
+    file: './train-vqgan.ts',
+    runs: [
+      ['--seed', '1', '--out', 'models/demo-vqgan'],
+      // lr 2e-3 had cosined down to 2e-4 at step 700; resumed at a lower peak.
+      ['--seed', '1', '--out', 'models/demo-vqgan', '--resume', '--steps', '1300', '--lr', '5e-4'],
+    ],
+  },
+};
+
+for (const [name, { file, runs }] of Object.entries(PHASES)) {
   if (only && only !== name) continue;
   if (!existsSync(here(file))) { console.error(`train:demo: ${file} not found, skipping the ${name}`); continue; }
-  console.error(`train:demo: training the demo ${name} (${file})`);
-  const run = spawnSync(process.execPath, ['--import', 'tsx', here(file), ...rest], { stdio: 'inherit' });
-  if (run.status !== 0) {
-    console.error(`train:demo: the ${name} trainer failed (exit ${run.status ?? run.signal})`);
-    process.exit(run.status ?? 1);
+  for (const [i, phase] of runs.entries()) {
+    console.error(`train:demo: the demo ${name}, phase ${i + 1} of ${runs.length}: ${file} ${phase.join(' ')}`);
+    const run = spawnSync(process.execPath, ['--import', 'tsx', here(file), ...phase, ...rest], { stdio: 'inherit' });
+    if (run.status !== 0) {
+      console.error(`train:demo: the ${name} trainer failed (exit ${run.status ?? run.signal})`);
+      process.exit(run.status ?? 1);
+    }
   }
 }
