@@ -22,7 +22,7 @@ import type { ClipActivation, ClipConfig, ClipTowerConfig } from '../models/conf
 import { MS_DOMAIN, OnnxGraph, floatAttr } from './graph';
 
 /** Bump when the graphs change: it is part of the disk cache key (cache.ts). */
-export const CLIP_ONNX_BUILDER_VERSION = 4;
+export const CLIP_ONNX_BUILDER_VERSION = 5;
 
 /** The names of the standard HF exports' inputs and outputs, which our graphs use too. */
 export const VISION_INPUT = 'pixel_values';
@@ -263,7 +263,7 @@ export function buildClipVisionOnnx(config: ClipConfig, tensors: StateDict, opts
   // [B, T, W] -> [B·T, W]: every projection is then one 2-D Gemm
   const rows = g.op('Reshape', [g.op('Add', [seq, pos], {}, 'embedded'), b.ints('rows_shape', [-1, W])], {}, 'rows');
   b.headsShape = g.op('Concat', [batch, g.ints('heads_dims', [tokens, c.numAttentionHeads, W / c.numAttentionHeads])], { axis: 0 }, 'heads_shape');
-  b.seqShape = g.ints('seq_shape3', [-1, tokens, W]);
+  if (precision === 'int8') b.seqShape = g.ints('seq_shape3', [-1, tokens, W]); // fused attention's [B, T, W]
   let x = b.layerNorm(rows, 'vision_model.pre_layrnorm', W, c.layerNormEps);
   for (let l = 0; l < c.numHiddenLayers; l++) x = b.block(x, `vision_model.encoder.layers.${l}`, c, undefined);
   // class token: [B·T, W] -> [B, T, W] -> [B, W]
