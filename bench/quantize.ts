@@ -6,9 +6,9 @@
  * falls on both alike. Faithfulness, two ways: on random weights at the real size (random
  * inputs; every layer's quantisation error still adds up through the depth), and on the demo
  * CLIP's trained weights with the synthetic world's pictures ranked against its labels (real
- * weights, real inputs, but a small model). Trained ViT-B/32 weights are not measured here:
- * their activations have outlier channels that per-tensor activation quantisation handles
- * worse than these do.
+ * weights, real inputs, but a small model). Trained ViT-B/32 weights are not measured here
+ * (none on this machine); trained transformers often have outlier activation channels, which
+ * per-tensor activation quantisation handles less well than these random ones.
  */
 import { OrtClipEmbedder, renderBatch, toClipPixels, worldVocabulary, ClipTokenizer, type ClipConfig, type StateDict } from '../engine/index';
 import { progress } from './measure';
