@@ -60,8 +60,11 @@ async function section(name: string, paths: string[], fn: () => Promise<void>): 
     await fn();
   } catch (err) {
     const message = (err as Error).message.split('\n')[0]!;
-    // wasm32 gives tfjs-wasm one heap of at most 4 GB; say so rather than print the trap's text alone
-    const why = `failed: ${message}${/memory access out of bounds|out of memory/i.test(message) ? ` (the ${backend.name} backend ran out of heap)` : ''}`;
+    // wasm32 gives tfjs-wasm one heap of at most 4 GB; say so rather than print the trap's text
+    // alone. Its out-of-heap shows as a trap or as emscripten's bare "Aborted()" (at 256 px the
+    // f16 VQGAN generate aborts even with one cutout, where 128 px runs).
+    const heap = /memory access out of bounds|out of memory|^Aborted\(/i.test(message);
+    const why = `failed: ${message}${heap ? ` (the ${backend.name} backend ran out of heap)` : ''}`;
     progress(`${name} ${why}`);
     for (const p of paths) notes.set(p, why);
   }
