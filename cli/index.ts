@@ -7,6 +7,7 @@
  *   clip-studio classify IMAGE...   score images against text labels
  *   clip-studio generate PROMPT -o out.png   VQGAN+CLIP text-to-image
  *   clip-studio caption IMAGE...  describe images (CLIP ranks LLM or offline candidates)
+ *   clip-studio worker            run jobs from Redis (REDIS_URL) on this machine
  *
  * Exit codes: 0 ok, 1 failure (or doctor: cannot compute), 2 bad usage or configuration.
  */
@@ -20,6 +21,7 @@ import { registerDoctorCommand } from './commands/doctor';
 import { registerGenerateCommand } from './commands/generate';
 import { registerModelsCommand } from './commands/models';
 import { registerServeCommand } from './commands/serve';
+import { registerWorkerCommand } from './commands/worker';
 import { CliError } from './errors';
 
 export function buildProgram(): Command {
@@ -34,6 +36,7 @@ export function buildProgram(): Command {
   registerClassifyCommand(program);
   registerGenerateCommand(program);
   registerCaptionCommand(program);
+  registerWorkerCommand(program);
   return program;
 }
 

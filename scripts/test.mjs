@@ -2,8 +2,10 @@
 // Runs the test suite with Node's own test runner (TypeScript through tsx).
 //   node scripts/test.mjs                 typecheck, then every test/**/*.test.ts(x)
 //   node scripts/test.mjs test/reference  only the files under the given paths (no typecheck)
-// test/acceptance (minutes-long checks of the demo models' pictures) runs only when named:
+// test/acceptance (minutes-long checks of the demo models' pictures) and test/load (a 60 s load
+// test) run only when named:
 //   node scripts/test.mjs test/acceptance   (npm run test:acceptance)
+//   node scripts/test.mjs test/load         (npm run test:load)
 // One test file at a time: the machine has two cores and the model tests use both.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -18,7 +20,7 @@ function collect(path, out) {
   if (st.isFile()) { out.push(path); return out; }
   for (const name of readdirSync(path).sort()) {
     const p = join(path, name);
-    if (statSync(p).isDirectory()) { if (!(name === 'acceptance' && !args.length)) collect(p, out); }
+    if (statSync(p).isDirectory()) { if (!((name === 'acceptance' || name === 'load') && !args.length)) collect(p, out); }
     else if (/\.test\.tsx?$/.test(name)) out.push(p);
   }
   return out;

@@ -24,6 +24,7 @@ import { GameServer, type GameServerOptions } from './game/socket';
 import { CaptionService } from './caption/service';
 import { attachCaptionSockets } from './caption/socket';
 import type { ClientToServer, ServerToClient } from './protocol';
+import { startRedisScaleOut, type RedisScaleOut } from './cluster/scale-out';
 
 export interface StudioServerOptions {
   config: StudioConfig;
@@ -77,7 +78,9 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
   const ctx: ApiContext = { config, queue, engine, generate, jobs, limits, metrics, redact: makeRedactor(config) };
   // The one shared ClipScorer (opened on first use), for the game's judge and live guesses.
   const scoring = new ScoringService(config, opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {});
-  const game = new GameServer({ scoring, hallOfFame: new HallOfFame(db), ...opts.game });
+  // REDIS_URL: socket.io's redis adapter and rooms hosted across nodes (server/cluster/).
+  const scaleOut: RedisScaleOut | undefined = config.redisUrl ? await startRedisScaleOut(config.redisUrl) : undefined;
+  const game = new GameServer({ scoring, hallOfFame: new HallOfFame(db), ...opts.game, ...(scaleOut ? { cluster: scaleOut.rooms } : {}) });
   // Caption jobs run in this process on the same scorer (ORT is async); a small queue bounds them.
   const captions = new CaptionService({ config, scoring, uploads: generate.uploads });
 
@@ -124,6 +127,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
     allowRequest: (req, cb) => cb(null, originAllowed(req.headers.origin, req.headers.host, config.corsOrigins)),
     ...(config.corsOrigins.length ? { cors: { origin: config.corsOrigins, methods: ['GET', 'POST'] } } : {}),
   });
+  if (scaleOut) io.adapter(scaleOut.adapter);
   io.engine.on('headers', (headers: Record<string, string>) => {
     Object.assign(headers, BASE_HEADERS, { 'content-security-policy': API_CSP });
   });
@@ -171,6 +175,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
       await new Promise((r) => setImmediate(r)); // let those last events reach the sockets
       io.close();
       game.close();
+      await scaleOut?.close();
       await captions.close();
       await scoring.close();
       await nextClose?.();

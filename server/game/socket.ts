@@ -3,7 +3,14 @@
  * the judge. Every incoming payload is rate-limited per connection, then parsed with its
  * schema from the protocol before the room sees it; drawings are validated and re-encoded
  * before a room keeps them; the room's `nextDeadline()` is turned into one timer per room.
- * Errors go back as `play:error` naming the field.
+ * Errors go back as `play:error` naming the field; a client that passes an acknowledgement
+ * callback also gets `{ ok: true }` or `{ ok: false, error }` once its event is handled.
+ *
+ * Commands for a room go through `command()`: applied here when this node owns the room (always,
+ * on one node), else forwarded to the owner (server/cluster/rooms.ts, REDIS_URL set). Rooms
+ * talk to a seat's socket by id, so a seat's socket may be on another node. Live guesses are
+ * latest-wins per seat: while CLIP scores one drawing, newer ones replace each other and only
+ * the newest is scored next, so a flood of drawings cannot queue up behind the scorer.
  *
  * @example
  * const game = new GameServer({ scoring, hallOfFame });
@@ -13,6 +20,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
+import type { GameCluster, RoomCommand, RoomReply, RoomRequest, SocketRef } from '../cluster/rooms';
 import type { z } from 'zod';
 import { InputError, type ClipScorer } from '../../engine/index';
 import {
@@ -39,6 +47,8 @@ export interface GameServerOptions {
   /** Per-connection rate limits: live drawings, and every other event. */
   limits?: { draw?: { capacity: number; perSecond: number }; other?: { capacity: number; perSecond: number } };
   log?: (message: string) => void;
+  /** Rooms across web nodes (REDIS_URL); without it this node owns every room. */
+  cluster?: GameCluster;
 }
 
 type PlaySocket = Socket<ClientToServer, ServerToClient>;
@@ -46,7 +56,7 @@ type PlaySocket = Socket<ClientToServer, ServerToClient>;
 interface Connection {
   code: string | null;
   seat: string | null;
-  roomSocket: RoomSocket;
+  ref: SocketRef;
   buckets: { draw: TokenBucket; other: TokenBucket };
 }
 
@@ -67,6 +77,17 @@ export class GameServer {
   private readonly allPacks: GamePack[];
   private readonly log: (m: string) => void;
   private readonly limits: typeof DEFAULT_LIMITS;
+  private readonly cluster: GameCluster | undefined;
+  private readonly nodeId: string;
+  private io: Server<ClientToServer, ServerToClient> | undefined;
+  /** This node's connections by socket id (an owner closing a seat clears the connection's room). */
+  private readonly conns = new Map<string, Connection>();
+  /** One RoomSocket per socket id, on the owner: rooms compare them by identity. */
+  private readonly proxies = new Map<string, RoomSocket>();
+  /** Live guesses, latest-wins per room and seat: the one being scored, and the newest waiting. */
+  private readonly guessing = new Map<string, { next?: () => Promise<void> }>();
+  /** Live drawings whose guesses were skipped for a newer one (for tests and the load report). */
+  droppedGuesses = 0;
 
   constructor(private readonly opts: GameServerOptions) {
     this.clock = opts.clock ?? { now: () => Date.now() };
@@ -74,9 +95,15 @@ export class GameServer {
     this.log = opts.log ?? ((m) => console.error(m));
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.judge = new Judge(() => opts.scoring.get());
+    this.cluster = opts.cluster;
+    this.nodeId = opts.cluster?.nodeId ?? 'local';
+    this.cluster?.handle(
+      (req) => this.applyReply(req),
+      (socketId, reason) => this.closeConnection(socketId, reason),
+    );
   }
 
-  /** Rooms open now (for tests and health). */
+  /** Rooms this node owns now (for tests and health). */
   get roomCount(): number {
     return this.rooms.size;
   }
@@ -96,46 +123,41 @@ export class GameServer {
   }
 
   attach(io: Server<ClientToServer, ServerToClient>): void {
+    this.io = io;
     io.on('connection', (socket: PlaySocket) => this.connect(socket));
   }
 
   close(): void {
-    for (const entry of this.rooms.values()) clearTimeout(entry.timer);
+    for (const [code, entry] of this.rooms) {
+      clearTimeout(entry.timer);
+      this.cluster?.release(code);
+    }
     this.rooms.clear();
   }
 
   private connect(socket: PlaySocket): void {
     const conn: Connection = {
       code: null, seat: null,
-      roomSocket: {
-        send: (event, payload) => void (socket.emit as (e: string, p: unknown) => void)(event, payload),
-        close: (reason) => {
-          conn.code = conn.seat = null;
-          socket.emit(PlayServerEvent.left, { reason });
-        },
-      },
+      ref: { socketId: socket.id, node: this.nodeId },
       buckets: {
         draw: new TokenBucket(this.limits.draw.capacity, this.limits.draw.perSecond),
         other: new TokenBucket(this.limits.other.capacity, this.limits.other.perSecond),
       },
     };
-    const current = (): { room: Room; seat: string; code: string } => {
-      const room = conn.code ? this.rooms.get(conn.code)?.room : undefined;
-      if (!room || !conn.seat || !room.seat(conn.seat)) throw new GameError('NOT_IN_ROOM', 'You are not in a room; create or join one first.');
-      return { room, seat: conn.seat, code: conn.code! };
+    this.conns.set(socket.id, conn);
+    const current = (): { seat: string; code: string } => {
+      if (!conn.code || !conn.seat) throw new GameError('NOT_IN_ROOM', 'You are not in a room; create or join one first.');
+      return { seat: conn.seat, code: conn.code };
     };
-    const leaveCurrent = () => {
-      const code = conn.code;
-      const room = code ? this.rooms.get(code)?.room : undefined;
-      if (room && conn.seat && room.seat(conn.seat)) room.leave(conn.seat);
+    const leaveCurrent = async () => {
+      const { code, seat } = conn;
       conn.code = conn.seat = null;
-      if (code) this.reschedule(code);
+      if (code && seat) await this.command(code, conn.ref, seat, { op: 'leave' }).catch(() => {}); // already gone: nothing to leave
     };
 
-    /** Register a handler: rate limit, schema, then `fn`; errors become `play:error`. */
+    /** Register a handler: rate limit, schema, then `fn`; errors become `play:error` (and the ack's answer). */
     const on = <S extends z.ZodType>(event: string, schema: S, bucket: 'draw' | 'other', fn: (value: z.output<S>) => unknown) => {
-      (socket as unknown as Socket).on(event, async (raw: unknown) => {
-        const touched = conn.code;
+      (socket as unknown as Socket).on(event, async (raw: unknown, ack?: unknown) => {
         try {
           if (!conn.buckets[bucket].take(this.clock.now())) {
             throw new GameError('RATE_LIMITED', bucket === 'draw'
@@ -145,11 +167,11 @@ export class GameServer {
           const r = parsePayload(schema, event, raw);
           if (!r.ok) throw new GameError('INVALID', r.error.message, r.error.field);
           await fn(r.value);
+          if (typeof ack === 'function') ack({ ok: true });
         } catch (err) {
-          socket.emit(PlayServerEvent.error, toPlayError(event, err, this.log));
-        } finally {
-          if (touched) this.reschedule(touched);
-          if (conn.code && conn.code !== touched) this.reschedule(conn.code);
+          const error = toPlayError(event, err, this.log);
+          socket.emit(PlayServerEvent.error, error);
+          if (typeof ack === 'function') ack({ ok: false, error });
         }
       });
     };
@@ -159,73 +181,62 @@ export class GameServer {
       if (settings?.pack !== undefined && !packs.some((p) => p.id === settings.pack)) {
         throw new GameError('INVALID', `There is no prompt pack "${settings.pack}" for this model; choose one of ${packs.map((p) => p.id).join(', ')}.`, 'settings.pack');
       }
-      leaveCurrent();
-      const code = this.newCode();
+      await leaveCurrent();
+      const code = await this.newCode();
       const room = new Room(
         Room.initialState({ code, seed: randomInt(2 ** 32), now: this.clock.now(), packs }),
         { clock: this.clock, packs, effects: this.effects(code), ...(this.opts.timing ? { timing: this.opts.timing } : {}) },
       );
       this.rooms.set(code, { room });
-      const seat = room.join(conn.roomSocket, { nickname, token: newToken() });
-      conn.code = code;
-      conn.seat = seat.id;
-      if (settings && Object.values(settings).some((v) => v !== undefined)) room.configure(seat.id, settings);
+      try {
+        const seat = room.join(this.proxy(conn.ref), { nickname, token: newToken() });
+        conn.code = code;
+        conn.seat = seat.id;
+        if (settings && Object.values(settings).some((v) => v !== undefined)) room.configure(seat.id, settings);
+      } finally {
+        this.changed(code);
+      }
       this.log(`[play] room ${code} created (${packs.map((p) => p.id).join(', ')})`);
     });
 
-    on(PlayClientEvent.join, PlayJoinSchema, 'other', ({ code, nickname, spectator, token }) => {
-      const entry = this.rooms.get(code);
-      if (!entry || entry.room.closed) {
-        throw new GameError('ROOM_NOT_FOUND', `There is no room ${code} (it may have closed); check the link, or create a new room.`, 'code');
+    on(PlayClientEvent.join, PlayJoinSchema, 'other', async ({ code, nickname, spectator, token }) => {
+      if (conn.code && conn.code !== code) {
+        if (!(await this.exists(code))) throw this.notFound(code); // stay where you are
+        await leaveCurrent();
       }
-      if (conn.code && conn.code !== code) leaveCurrent();
-      const seat = entry.room.join(conn.roomSocket, { nickname, spectator, token: newToken(), ...(token ? { resumeToken: token } : {}) });
+      const { seat } = await this.command(code, conn.ref, null, { op: 'join', nickname, spectator, ...(token ? { resumeToken: token } : {}) });
       conn.code = code;
-      conn.seat = seat.id;
+      conn.seat = seat!;
     });
 
-    on(PlayClientEvent.leave, PlayEmptySchema, 'other', () => {
+    on(PlayClientEvent.leave, PlayEmptySchema, 'other', async () => {
       current();
-      leaveCurrent();
+      await leaveCurrent();
     });
 
-    on(PlayClientEvent.settings, PlaySettingsSchema, 'other', (settings) => {
-      const { room, seat } = current();
-      room.configure(seat, settings);
+    on(PlayClientEvent.settings, PlaySettingsSchema, 'other', async (settings) => {
+      const { code, seat } = current();
+      await this.command(code, conn.ref, seat, { op: 'settings', settings });
     });
 
-    on(PlayClientEvent.start, PlayEmptySchema, 'other', () => {
-      const { room, seat } = current();
-      room.start(seat);
+    on(PlayClientEvent.start, PlayEmptySchema, 'other', async () => {
+      const { code, seat } = current();
+      await this.command(code, conn.ref, seat, { op: 'start' });
     });
 
-    on(PlayClientEvent.next, PlayEmptySchema, 'other', () => {
-      const { room, seat } = current();
-      room.next(seat);
+    on(PlayClientEvent.next, PlayEmptySchema, 'other', async () => {
+      const { code, seat } = current();
+      await this.command(code, conn.ref, seat, { op: 'next' });
     });
 
     on(PlayClientEvent.draw, PlayDrawingSchema, 'draw', async ({ round, png }) => {
-      const { room, seat, code } = current();
-      room.checkDrawing(seat, round, false); // before decoding anything
-      const drawing = await decodeDrawing(png);
-      // CLIP's guesses and the server's own PNG (kept, and shown to spectators) side by side.
-      const t0 = performance.now();
-      const [guesses, reencoded] = await Promise.all([
-        drawing.ink < BLANK_INK ? Promise.resolve([]) : this.judge.guesses(drawing.image, room.pack),
-        reencode(drawing.image),
-      ]);
-      if (this.rooms.get(code)?.room !== room) return;
-      const b64 = reencoded.toString('base64');
-      room.liveDrawing(seat, round, b64);
-      room.liveGuesses(seat, round, guesses, Math.round((performance.now() - t0) * 10) / 10, b64);
+      const { code, seat } = current();
+      await this.command(code, conn.ref, seat, { op: 'draw', round, png: Buffer.from(png).toString('base64') });
     });
 
     on(PlayClientEvent.submit, PlayDrawingSchema, 'other', async ({ round, png }) => {
-      const { room, seat, code } = current();
-      room.checkDrawing(seat, round, true);
-      const drawing = await validateDrawing(png);
-      if (this.rooms.get(code)?.room !== room) return;
-      room.submit(seat, round, drawing.png.toString('base64'));
+      const { code, seat } = current();
+      await this.command(code, conn.ref, seat, { op: 'submit', round, png: Buffer.from(png).toString('base64') });
     });
 
     on(PlayClientEvent.hallOfFameGet, PlayHallOfFameGetSchema, 'other', async (req) => {
@@ -247,11 +258,158 @@ export class GameServer {
     });
 
     socket.on('disconnect', () => {
-      const code = conn.code;
-      const room = code ? this.rooms.get(code)?.room : undefined;
-      if (room && conn.seat) room.disconnect(conn.seat, conn.roomSocket);
-      if (code) this.reschedule(code);
+      this.conns.delete(socket.id);
+      const { code, seat } = conn;
+      if (code && seat) {
+        this.command(code, conn.ref, seat, { op: 'disconnect' }).catch(() => {}).finally(() => this.proxies.delete(socket.id));
+      } else {
+        this.proxies.delete(socket.id);
+      }
     });
+  }
+
+  // ---- commands: applied by the room's owner ------------------------------------------------
+
+  private notFound(code: string): GameError {
+    return new GameError('ROOM_NOT_FOUND', `There is no room ${code} (it may have closed); check the link, or create a new room.`, 'code');
+  }
+
+  private async exists(code: string): Promise<boolean> {
+    const local = this.rooms.get(code)?.room;
+    if (local) return !local.closed;
+    return !!this.cluster && (await this.cluster.ownerOf(code)) !== null;
+  }
+
+  /** Apply a command to room `code`, here if this node owns it, else at its owner. Throws GameError. */
+  private async command(code: string, ref: SocketRef, seat: string | null, cmd: RoomCommand): Promise<{ seat?: string }> {
+    if (this.rooms.has(code)) return this.apply({ code, ref, seat, cmd });
+    const owner = this.cluster ? await this.cluster.ownerOf(code) : null;
+    if (!owner || owner === this.nodeId) throw this.notFound(code);
+    const reply = await this.cluster!.forward(owner, { code, ref, seat, cmd });
+    if (!reply.ok) throw new GameError(reply.error.code as GameError['code'], reply.error.message, reply.error.field);
+    return reply.result;
+  }
+
+  /** A forwarded command, answered as data for the bus. */
+  private async applyReply(req: RoomRequest): Promise<RoomReply> {
+    try {
+      return { ok: true, result: await this.apply(req) };
+    } catch (err) {
+      const e = toPlayError(`play:${req.cmd.op}`, err, this.log);
+      return { ok: false, error: { code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}) } };
+    }
+  }
+
+  private async apply({ code, ref, seat, cmd }: RoomRequest): Promise<{ seat?: string }> {
+    const room = this.rooms.get(code)?.room;
+    if (!room || room.closed) throw this.notFound(code);
+    const mine = () => this.rooms.get(code)?.room === room;
+    const who = seat ?? '';
+    try {
+      switch (cmd.op) {
+        case 'join': {
+          const s = room.join(this.proxy(ref), {
+            nickname: cmd.nickname, spectator: cmd.spectator, token: newToken(), ...(cmd.resumeToken ? { resumeToken: cmd.resumeToken } : {}),
+          });
+          return { seat: s.id };
+        }
+        case 'leave': room.leave(who); return {};
+        case 'settings': room.configure(who, cmd.settings); return {};
+        case 'start': room.start(who); return {};
+        case 'next': room.next(who); return {};
+        case 'disconnect':
+          room.disconnect(who, this.proxy(ref));
+          if (ref.node !== this.nodeId) this.proxies.delete(ref.socketId);
+          return {};
+        case 'submit': {
+          room.checkDrawing(who, cmd.round, true);
+          const drawing = await validateDrawing(Buffer.from(cmd.png, 'base64'));
+          if (mine()) room.submit(who, cmd.round, drawing.png.toString('base64'));
+          return {};
+        }
+        case 'draw': {
+          room.checkDrawing(who, cmd.round, false); // before decoding anything
+          const drawing = await decodeDrawing(Buffer.from(cmd.png, 'base64'));
+          const b64 = (await reencode(drawing.image)).toString('base64');
+          if (!mine()) return {};
+          room.liveDrawing(who, cmd.round, b64);
+          this.guess(code, room, ref, who, cmd.round, drawing, b64);
+          return {};
+        }
+      }
+    } finally {
+      this.changed(code);
+    }
+  }
+
+  /**
+   * CLIP's guesses for a live drawing, latest-wins per seat: one scoring at a time; a drawing that
+   * arrives meanwhile waits, and a newer one replaces it (counted in `droppedGuesses`).
+   */
+  private guess(code: string, room: Room, ref: SocketRef, seat: string, round: number, drawing: { image: import('../../engine/index').RgbImage; ink: number }, b64: string): void {
+    const key = `${code}:${seat}`;
+    const run = async () => {
+      const t0 = performance.now();
+      try {
+        const guesses = drawing.ink < BLANK_INK ? [] : await this.judge.guesses(drawing.image, room.pack);
+        if (this.rooms.get(code)?.room === room) room.liveGuesses(seat, round, guesses, Math.round((performance.now() - t0) * 10) / 10, b64);
+      } catch (err) {
+        this.emitTo(ref.socketId, PlayServerEvent.error, toPlayError(PlayClientEvent.draw, err, this.log));
+      }
+      const slot = this.guessing.get(key);
+      const next = slot?.next;
+      if (slot && next) {
+        slot.next = undefined;
+        void next();
+      } else {
+        this.guessing.delete(key);
+      }
+    };
+    const slot = this.guessing.get(key);
+    if (slot) {
+      if (slot.next) this.droppedGuesses++;
+      slot.next = run;
+      return;
+    }
+    this.guessing.set(key, {});
+    void run();
+  }
+
+  /** The RoomSocket for a socket id: sends by id (any node, through the adapter). */
+  private proxy(ref: SocketRef): RoomSocket {
+    let p = this.proxies.get(ref.socketId);
+    if (!p) {
+      p = {
+        send: (event, payload) => this.emitTo(ref.socketId, event, payload),
+        close: (reason) => {
+          if (ref.node === this.nodeId) this.closeConnection(ref.socketId, reason);
+          else this.cluster?.notifyClosed(ref, reason);
+        },
+      };
+      this.proxies.set(ref.socketId, p);
+    }
+    return p;
+  }
+
+  private emitTo(socketId: string, event: string, payload: unknown): void {
+    const local = this.io?.sockets.sockets.get(socketId);
+    if (local) return void (local.emit as (e: string, p: unknown) => void)(event, payload);
+    // On another node: the redis adapter delivers it there.
+    if (this.cluster) (this.io as unknown as Server | undefined)?.to(socketId).emit(event, payload);
+  }
+
+  /** The room is done with this node's connection (its seat was opened elsewhere). */
+  private closeConnection(socketId: string, reason: string): void {
+    const conn = this.conns.get(socketId);
+    if (conn) conn.code = conn.seat = null;
+    this.emitTo(socketId, PlayServerEvent.left, { reason });
+  }
+
+  /** After any change to an owned room: its timer, its saved state, or its end. */
+  private changed(code: string): void {
+    this.reschedule(code);
+    const room = this.rooms.get(code)?.room;
+    if (room) this.cluster?.save(code, () => room.state);
   }
 
   /** What a room asks of the world: judging a round, keeping its best drawings. */
@@ -268,7 +426,7 @@ export class GameServer {
               room?.judgingFailed(req.round, `The judge failed (${(err as Error)?.message ?? err}); this round scores nothing.`);
             },
           )
-          .finally(() => this.reschedule(code));
+          .finally(() => this.changed(code));
       },
       roundScored: (result) => {
         const entries = result.entries.filter((e) => e.clipScore > 0);
@@ -284,7 +442,7 @@ export class GameServer {
     };
   }
 
-  /** One timer per room, at the room's next deadline; closed rooms are dropped. */
+  /** One timer per room (on its owner only), at the room's next deadline; closed rooms are dropped. */
   private reschedule(code: string): void {
     const entry = this.rooms.get(code);
     if (!entry) return;
@@ -292,6 +450,7 @@ export class GameServer {
     entry.timer = undefined;
     if (entry.room.closed) {
       this.rooms.delete(code);
+      this.cluster?.release(code);
       this.log(`[play] room ${code} closed`);
       return;
     }
@@ -299,16 +458,18 @@ export class GameServer {
     if (at === null) return;
     entry.timer = setTimeout(() => {
       entry.room.tick();
-      this.reschedule(code);
+      this.changed(code);
     }, Math.max(0, at - this.clock.now()));
     entry.timer.unref?.();
   }
 
-  private newCode(): string {
+  /** A code no room has, here or (with a cluster) on any node; claimed for this node. */
+  private async newCode(): Promise<string> {
     for (;;) {
       let code = '';
       for (let i = 0; i < PLAY_LIMITS.codeLength; i++) code += PLAY_CODE_ALPHABET[randomInt(PLAY_CODE_ALPHABET.length)];
-      if (!this.rooms.has(code)) return code;
+      if (this.rooms.has(code)) continue;
+      if (!this.cluster || (await this.cluster.claim(code))) return code;
     }
   }
 }

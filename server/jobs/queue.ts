@@ -1,17 +1,18 @@
 /**
  * The one job-queue interface the studio talks to. In-process (a WorkerPool of engine worker
- * threads) by default; a Redis-backed implementation can sit behind the same interface when
- * REDIS_URL is set (not built yet: with REDIS_URL set we say so and stay in-process).
+ * threads) by default; with REDIS_URL set, BullMQ (./bullmq.ts): this process only enqueues and
+ * follows jobs, and `clip-studio worker` processes run them.
  */
 import { ClipStudioError, WorkerPool, type JobEvent, type JobHandle, type PoolStats } from '../../engine/index';
 import type { StudioConfig } from '../config';
 import type { JobStore } from '../store/jobs';
+import { BullJobQueue } from './bullmq';
 
 export type { JobEvent, JobHandle, PoolStats };
 
 export interface JobQueue {
   /** Which implementation runs the jobs, for the health report. */
-  readonly kind: 'in-process';
+  readonly kind: 'in-process' | 'bullmq';
   /** Throws BusyError (with how many jobs are ahead) when the queue is full. */
   submit<R = unknown>(kind: string, params: unknown, listener?: (e: JobEvent) => void): JobHandle<R>;
   cancel(jobId: string): boolean;
@@ -133,6 +134,7 @@ export interface QueueOptions {
 }
 
 export function createJobQueue(config: StudioConfig, opts: QueueOptions = {}): JobQueue {
+  if (config.redisUrl) return new BullJobQueue({ url: config.redisUrl, queueLimit: config.queueLimit });
   const pool = new WorkerPool({
     size: config.workers,
     queueLimit: config.queueLimit,

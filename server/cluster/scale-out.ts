@@ -1,0 +1,30 @@
+/**
+ * What a web node needs from Redis besides the job queue (server/jobs/bullmq.ts): socket.io's
+ * redis adapter, so `io.to(room or socket id)` reaches sockets on every node, and the game's
+ * room directory (./rooms.ts).
+ */
+import { createAdapter } from '@socket.io/redis-adapter';
+import { GameCluster } from './rooms';
+import { redisConnection } from '../jobs/bullmq';
+
+export interface RedisScaleOut {
+  adapter: ReturnType<typeof createAdapter>;
+  rooms: GameCluster;
+  close(): Promise<void>;
+}
+
+export async function startRedisScaleOut(url: string): Promise<RedisScaleOut> {
+  const pub = redisConnection(url);
+  const sub = pub.duplicate();
+  for (const c of [pub, sub]) c.on('error', (err: Error) => console.error(`[socket.io] redis: ${err.message}`));
+  const rooms = await GameCluster.start({ url });
+  return {
+    adapter: createAdapter(pub, sub),
+    rooms,
+    close: async () => {
+      await rooms.close();
+      pub.disconnect();
+      sub.disconnect();
+    },
+  };
+}
