@@ -87,11 +87,12 @@ describe('studio in a browser', { skip: browserBinary.skip }, () => {
     await page.close();
   });
 
-  it('the placeholders say honestly what is not built yet', async () => {
+  it('the Caption and Play pages render their own tools, not placeholders', async () => {
     const page = await browser.newPage();
-    for (const path of ['/caption', '/play']) {
+    for (const [path, heading] of [['/caption', 'Caption'], ['/play', 'Play']] as const) {
       await page.goto(`${server.url}${path}`);
-      assert.match((await page.locator('main').textContent()) ?? '', /Coming soon/);
+      await page.getByRole('heading', { level: 1, name: heading }).waitFor({ timeout: 30_000 });
+      assert.doesNotMatch((await page.locator('main').textContent()) ?? '', /Coming soon|not built yet/i);
     }
     await page.close();
   });
