@@ -16,7 +16,7 @@ import { worldVocabulary } from './world';
 
 interface TrainingRecord {
   seed: number; steps: number; batchSize: number; peakLr: number; warmup: number; weightDecay: number;
-  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; backend: string; losses: { step: number; loss: number }[];
+  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; auxHeads?: boolean; resumedAt?: number; backend: string; losses: { step: number; loss: number }[];
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -93,7 +93,19 @@ all fresh (no picture seen twice), none from the evaluation seeds.${t.labelsFrom
 picture is also scored against every label caption of its kind — all shapes ("a circle", "a star",
 …), all colours ("a red shape", …), all doodle subjects ("a drawing of a cat", …) — in one more
 image→text cross-entropy term, and batches draw scenes twice as often as doodles, half of them
-with a single shape.` : ''}
+with a single shape.` : ''}${t.auxHeads ? `
+
+**Auxiliary heads.** The label term alone stalls: while the image tower has no shape features,
+the loss is lowest when the text tower gives "a circle" and "a star" the same embedding, and then
+it sends the image tower no shape gradient at all (after 200 steps the two captions had cosine
+0.9995 and shape accuracy sat at chance). So from step 200 on, three linear heads (shape, colour,
+subject) on the normalised image embedding add a cross-entropy term each, as a supervised
+classifier would; they keep distinct class directions while the image tower learns the features.
+They are used in training only and not saved: the bundled model is a plain CLIP.
+
+**Phases** (each one command of \`npm run train:demo\`, engine/demo/train.ts): steps 1–200 on a
+640-step schedule without the heads; 201–300 with them on a 480-step schedule; 301–${t.steps} on a
+${t.steps}-step schedule (the learning rate is recomputed from the schedule at each resume).` : ''}
 
 Trained on the tfjs ${t.backend} backend of a shared 2-core machine (another model trained at the
 same time) in **${(t.seconds / 60).toFixed(1)} minutes**. Contrastive loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; with the label term added${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.
@@ -120,7 +132,7 @@ ${mistakes.join('\n')}
 
 ## Limits
 
-The training budget (under an hour of two shared CPU cores, ${(t.steps * t.batchSize).toLocaleString('en')} pictures) is small for a
+The training budget (${(t.seconds / 60).toFixed(0)} minutes of two shared CPU cores, ${(t.steps * t.batchSize).toLocaleString('en')} pictures) is small for a
 vision transformer learned from scratch: colour is learned first, shape and doodle subject much
 later. More steps (or a GPU, where the same trainer runs unchanged) are the first lever.
 

@@ -40,7 +40,7 @@ export interface DemoClipSizes {
 
 /** The bundled model's sizes: they train in about 45 minutes on two shared cores. */
 export const DEMO_CLIP_SIZES: DemoClipSizes = {
-  imageSize: 64, patchSize: 16, visionWidth: 128, visionLayers: 4, visionHeads: 4,
+  imageSize: 64, patchSize: 8, visionWidth: 128, visionLayers: 4, visionHeads: 4,
   textWidth: 96, textLayers: 3, textHeads: 4, projection: 128,
 };
 
@@ -109,17 +109,58 @@ export function initClipStateDict(config: ClipConfig, seed: number, tokenIds: In
  * Symmetric InfoNCE over a batch: image→text and text→image cross-entropy, each against the
  * uniform distribution over that row's (column's) fitting captions (pictures).
  */
-export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D, labels?: LabelTerm): tf.Scalar {
+export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D, labels?: LabelTerm, heads?: AuxHeads): tf.Scalar {
   return tf.tidy(() => {
     const images = encodeImage(w, pixels);
+    const aux = labels && heads ? auxLoss(images, labels, heads) : undefined;
     const logits = logitsPerImage(w, images, encodeText(w, ids)); // [images, texts]
     const perImage = tf.div(matches, tf.sum(matches, 1, true));
     const perText = tf.div(matches, tf.sum(matches, 0, true));
     const i2t = tf.neg(tf.mean(tf.sum(tf.mul(perImage, tf.logSoftmax(logits, 1)), 1)));
     const t2i = tf.neg(tf.mean(tf.sum(tf.mul(perText, tf.logSoftmax(tf.transpose(logits), 1).transpose()), 0)));
     const contrastive = tf.div(tf.add(i2t, t2i), 2) as tf.Scalar;
-    return labels ? tf.add(contrastive, labelLoss(w, images, labels)) as tf.Scalar : contrastive;
+    const withLabels = labels ? tf.add(contrastive, labelLoss(w, images, labels)) as tf.Scalar : contrastive;
+    return aux ? tf.add(withLabels, aux) as tf.Scalar : withLabels;
   });
+}
+
+/**
+ * Auxiliary linear heads on the image embedding, one per label group (training only; not
+ * saved). They break a saddle the label term alone sits in: while the image tower has no
+ * shape features, the loss is lowest when the text tower gives "a circle" and "a star" the
+ * same embedding, and once it does, the label term sends the image tower no shape gradient
+ * at all (seen: cosine 0.9995 between the two after 200 steps, shape accuracy at chance).
+ * A random head keeps distinct class directions, so the image tower learns the features;
+ * the contrastive and label terms then teach the text tower the words.
+ */
+export interface AuxHeads {
+  /** One [projection, group size] matrix per label group, in labelPrompts' group order. */
+  weights: tf.Variable[];
+}
+
+/** Cosine-classifier scale of the auxiliary heads. */
+const AUX_SCALE = 10;
+
+export function createAuxHeads(projection: number, groupSizes: number[], seed: number): AuxHeads {
+  return {
+    weights: groupSizes.map((k, i) => {
+      const init = tf.tensor2d(seededNormal(projection * k, projection ** -0.5, seed * 7919 + i), [projection, k]);
+      const v = tf.variable(init, true); // the variable keeps its own handle on the data
+      init.dispose();
+      return v;
+    }),
+  };
+}
+
+function auxLoss(images: tf.Tensor2D, labels: LabelTerm, heads: AuxHeads): tf.Scalar {
+  const unit = tf.div(images, tf.norm(images, 2, 1, true)); // [B, P]
+  let total: tf.Tensor = tf.scalar(0);
+  labels.groups.forEach((g, i) => {
+    const logits = tf.mul(tf.matMul(unit, heads.weights[i]!), AUX_SCALE); // [B, K]
+    const picked = tf.sum(tf.mul(g.targets, tf.logSoftmax(logits, 1)));
+    total = tf.add(total, tf.div(tf.neg(picked), tf.maximum(tf.sum(g.targets), 1)));
+  });
+  return total as tf.Scalar;
 }
 
 /** The label captions of one batch (labelPrompts) and which one fits each picture per group. */
@@ -165,6 +206,10 @@ export interface TrainOptions {
   fixedBatch?: boolean;
   /** From this step on, add the label-caption term (labelLoss) and draw batches with labelMix. */
   labelsFrom?: number;
+  /** With the label term, also train auxiliary heads (AuxHeads) on the image embedding. */
+  auxHeads?: boolean;
+  /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
+  until?: number;
 }
 
 export interface TrainedClip {
@@ -174,6 +219,8 @@ export interface TrainedClip {
   losses: { step: number; loss: number }[];
   seconds: number;
   steps: number;
+  /** The step this run started at (0, or where it resumed). */
+  startedAt: number;
 }
 
 function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
@@ -254,23 +301,39 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
       moments.push([`v.${i}`, { dtype: 'float32', storedAs: 'F32', shape: x.shape, data: s.v[i]! }]);
     });
     writeSafetensors(join(opts.checkpointDir, 'optimizer.safetensors'), moments);
+    if (heads) writeSafetensors(auxPath!, await Promise.all(heads.weights.map(async (h, i): Promise<[string, HostTensor]> =>
+      [`head.${i}`, { dtype: 'float32', storedAs: 'F32', shape: h.shape, data: (await h.data()) as Float32Array }])));
     writeFileSync(ckptState!, JSON.stringify({ step, seconds: secondsBefore + secondsSince(t0), losses }));
   };
   const S = opts.sizes.imageSize;
   const labelSet = labelPrompts();
   const prompts = { ...labelSet, rows: tokenRows(tok, labelSet.texts) };
-  for (let step = start; step < opts.steps; step++) {
+  // Auxiliary heads: their own optimiser (no decay) and file, so a checkpoint without them resumes.
+  const auxPath = opts.checkpointDir && join(opts.checkpointDir, 'aux-heads.safetensors');
+  const heads = opts.auxHeads ? createAuxHeads(opts.sizes.projection, labelSet.groups.map((g) => g.size), opts.seed) : undefined;
+  if (heads && resuming && auxPath && existsSync(auxPath)) {
+    const saved = readSafetensors(auxPath).tensors;
+    heads.weights.forEach((h, i) => {
+      const t = saved.get(`head.${i}`);
+      if (t) tf.tidy(() => h.assign(tf.tensor2d(t.data as Float32Array, h.shape as [number, number])));
+    });
+  }
+  const headOpt = heads ? new AdamW(heads.weights, new Set(), { weightDecay: 0 }) : undefined;
+  const stopAt = Math.min(opts.steps, opts.until ?? opts.steps);
+  for (let step = start; step < stopAt; step++) {
     const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
     const batch = clipBatch(opts.seed, opts.fixedBatch ? 0 : step, { batchSize: opts.batchSize, pre: config.preprocess, tok, labelMix: withLabels });
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
     const t = batchTensors(batch, opts.batchSize, S);
     const labels = withLabels ? labelTensors(batch, prompts) : undefined;
-    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels), vars);
+    const withHeads = labels ? heads : undefined;
+    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads), withHeads ? [...vars, ...withHeads.weights] : vars);
     opt.step(grads, lr);
+    if (withHeads) headOpt!.step(grads, lr);
     tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
     tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
     if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
-    if ((step + 1) % readEvery === 0 || step === start || step + 1 === opts.steps) {
+    if ((step + 1) % readEvery === 0 || step === start || step + 1 === stopAt) {
       const loss = (await value.data())[0]!;
       losses.push({ step: step + 1, loss });
       opts.onStep?.(step + 1, loss);
@@ -281,10 +344,12 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
       if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step + 1}`);
     }
     value.dispose();
-    if (opts.checkpointEvery && ((step + 1) % opts.checkpointEvery === 0 || step + 1 === opts.steps)) await checkpoint(step + 1);
+    if (opts.checkpointEvery && ((step + 1) % opts.checkpointEvery === 0 || step + 1 === stopAt)) await checkpoint(step + 1);
   }
   opt.dispose();
-  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: opts.steps };
+  headOpt?.dispose();
+  if (heads) tf.dispose(heads.weights);
+  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start };
 }
 
 /** Write config.json, preprocessor_config.json and model.safetensors (float16) into `dir`. */
@@ -303,7 +368,7 @@ function arg(name: string): string | undefined {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> = {
-  steps: 850, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 400,
+  steps: 800, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 0, auxHeads: true,
 };
 
 /** `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`. */
@@ -312,13 +377,21 @@ export async function main(): Promise<void> {
   const steps = Number(arg('steps') ?? DEFAULT_TRAIN.steps);
   const batchSize = Number(arg('batch') ?? DEFAULT_TRAIN.batchSize);
   const checkpointDir = resolve(arg('checkpoints') ?? 'scratch/demo-clip-checkpoint');
+  const until = arg('until') === undefined ? undefined : Number(arg('until'));
+  const auxHeads = !process.argv.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
   const trained = await trainClip({
-    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100,
-    resume: process.argv.includes('--resume'), log: (l) => console.log(l),
+    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads,
+    resume: process.argv.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}),
   });
+  if (trained.steps < steps) {
+    // A first phase (--until): the checkpoint holds it; the next run resumes from there.
+    console.log(`stopped at step ${trained.steps} of ${steps}; checkpoint in ${checkpointDir} (resume with --resume)`);
+    disposeAll(trained.weights);
+    return;
+  }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, batchSize, labelsFrom: DEFAULT_TRAIN.labelsFrom, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, batchSize, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

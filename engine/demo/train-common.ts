@@ -73,8 +73,10 @@ export class AdamW {
 
   restore(s: { t: number; m: Float32Array[]; v: Float32Array[] }): void {
     this.t = s.t;
-    this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i]!, x.shape)));
-    this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i]!, x.shape)));
+    tf.tidy(() => { // the host copies are temporaries: assign keeps its own handle
+      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i]!, x.shape)));
+      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i]!, x.shape)));
+    });
   }
 
   dispose(): void {

@@ -21,8 +21,10 @@ const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
     runs: [
       // 200 steps of a 640-step schedule with the label term and no auxiliary heads …
       ['--steps', '640', '--until', '200', '--no-aux'],
-      // … then auxiliary heads on, the schedule shortened to end at step 480.
-      ['--resume', '--steps', '480'],
+      // … then auxiliary heads on, on a 480-step schedule to step 300 …
+      ['--resume', '--steps', '480', '--until', '300'],
+      // … and on from there, the schedule lengthened to end at step 800.
+      ['--resume', '--steps', '800'],
     ],
   },
   vqgan: {

@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
 import { demoTokenIds } from '../../../engine/demo/clip-data';
+import { readSafetensors } from '../../../engine/io/safetensors';
 import { encodeText, loadClip } from '../../../engine/models/clip';
 import { weightTensors } from '../../../engine/models/clip-weights';
 import { ClipTokenizer } from '../../../engine/models/tokenizer';
@@ -66,6 +67,34 @@ test('training resumes from its checkpoint and the saved model loads through the
     const [short] = await embed(['a red circle'], 6);
     short!.forEach((x, i) => assert.ok(Math.abs(x - circle![i]!) < 1e-4, `padding changed dim ${i}`));
     clip.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('auxiliary heads train beside the label term, a run stops at `until`, resumes with its heads, and leaves no tensors behind', async () => {
+  await initBackend();
+  const dir = mkdtempSync(join(tmpdir(), 'demo-clip-aux-'));
+  try {
+    const before = tf.memory().numTensors;
+    const opts = { ...base, steps: 4, labelsFrom: 0, auxHeads: true, checkpointDir: dir, checkpointEvery: 10 };
+    const first = await trainClip({ ...opts, until: 2 });
+    assert.equal(first.steps, 2, 'stopped at step 2 of a 4-step schedule');
+    const headsFile = join(dir, 'aux-heads.safetensors');
+    assert.ok(existsSync(headsFile), 'the stop checkpoints the heads');
+    const headsAt2 = readSafetensors(headsFile).tensors.get('head.0')!.data as Float32Array;
+    for (const t of weightTensors(first.weights)) t.dispose();
+    assert.equal(tf.memory().numTensors, before, 'heads and their optimiser are disposed');
+
+    const resumed = await trainClip({ ...opts, resume: true });
+    assert.equal(resumed.startedAt, 2);
+    assert.deepEqual(resumed.losses.map((l) => l.step), [1, 2, 3, 4]);
+    assert.ok(resumed.losses.every((l) => Number.isFinite(l.loss)));
+    const headsAt4 = readSafetensors(headsFile).tensors.get('head.0')!.data as Float32Array;
+    assert.equal(headsAt4.length, headsAt2.length);
+    assert.ok(headsAt4.some((x, i) => Math.abs(x - headsAt2[i]!) > 1e-6), 'the heads kept training after the resume');
+    for (const t of weightTensors(resumed.weights)) t.dispose();
+    assert.equal(tf.memory().numTensors, before);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
