@@ -56,11 +56,8 @@ export function reencode(image: RgbImage): Promise<Buffer> {
   return encodePng(image.data, image.width, image.height);
 }
 
-/**
- * `validateDrawing` without the re-encoding: the checks and the decoded pixels, so live
- * guesses need not wait for the PNG encoder (re-encode before keeping or forwarding it).
- */
-export async function decodeDrawing(bytes: Uint8Array): Promise<Omit<Drawing, 'png'>> {
+/** The checks that need no decoding: size in bytes, PNG signature, width and height. Throws GameError. */
+export function checkDrawingHeader(bytes: Uint8Array): void {
   const { drawingMaxBytes: maxBytes, drawingMaxSide: maxSide } = PLAY_LIMITS;
   if (bytes.byteLength > maxBytes) {
     throw new GameError('BAD_DRAWING', `The drawing is ${bytes.byteLength} bytes, over the limit of ${maxBytes} (300 KB).`, 'png');
@@ -69,6 +66,15 @@ export async function decodeDrawing(bytes: Uint8Array): Promise<Omit<Drawing, 'p
   if (width < 1 || height < 1 || width > maxSide || height > maxSide) {
     throw new GameError('BAD_DRAWING', `The drawing is ${width}×${height}; at most ${maxSide}×${maxSide} is accepted.`, 'png');
   }
+}
+
+/**
+ * `validateDrawing` without the re-encoding: the checks and the decoded pixels, so live
+ * guesses need not wait for the PNG encoder (re-encode before keeping or forwarding it).
+ */
+export async function decodeDrawing(bytes: Uint8Array): Promise<Omit<Drawing, 'png'>> {
+  const { drawingMaxBytes: maxBytes, drawingMaxSide: maxSide } = PLAY_LIMITS;
+  checkDrawingHeader(bytes);
   let image: RgbImage;
   try {
     image = await decodeImage(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { name: 'drawing', maxPixels: maxSide * maxSide, maxBytes });

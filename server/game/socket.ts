@@ -9,8 +9,8 @@
  * Commands for a room go through `command()`: applied here when this node owns the room (always,
  * on one node), else forwarded to the owner (server/cluster/rooms.ts, REDIS_URL set). Rooms
  * talk to a seat's socket by id, so a seat's socket may be on another node. Live guesses are
- * latest-wins per seat: while CLIP scores one drawing, newer ones replace each other and only
- * the newest is scored next, so a flood of drawings cannot queue up behind the scorer.
+ * latest-wins per seat and bounded per node (see `guess`), so a flood of drawings cannot queue up
+ * behind the scorer.
  *
  * @example
  * const game = new GameServer({ scoring, hallOfFame });
@@ -29,7 +29,7 @@ import {
   type ClientToServer, type PlayError, type ServerToClient,
 } from '../protocol';
 import type { HallOfFame } from '../store/hall-of-fame';
-import { BLANK_INK, decodeDrawing, reencode, validateDrawing } from './drawing';
+import { BLANK_INK, checkDrawingHeader, decodeDrawing, reencode, validateDrawing } from './drawing';
 import { GameError } from './errors';
 import { Judge } from './judge';
 import { loadPacks, packsForModel, type GamePack } from './packs';
@@ -49,6 +49,8 @@ export interface GameServerOptions {
   log?: (message: string) => void;
   /** Rooms across web nodes (REDIS_URL); without it this node owns every room. */
   cluster?: GameCluster;
+  /** Live drawings scored by CLIP at once on this node (default 2); the rest wait, latest-wins per seat. */
+  liveGuessConcurrency?: number;
 }
 
 type PlaySocket = Socket<ClientToServer, ServerToClient>;
@@ -57,6 +59,8 @@ interface Connection {
   code: string | null;
   seat: string | null;
   ref: SocketRef;
+  /** The connection's events are handled one after another (see `on`). */
+  busy: Promise<void>;
   buckets: { draw: TokenBucket; other: TokenBucket };
 }
 
@@ -84,8 +88,10 @@ export class GameServer {
   private readonly conns = new Map<string, Connection>();
   /** One RoomSocket per socket id, on the owner: rooms compare them by identity. */
   private readonly proxies = new Map<string, RoomSocket>();
-  /** Live guesses, latest-wins per room and seat: the one being scored, and the newest waiting. */
-  private readonly guessing = new Map<string, { next?: () => Promise<void> }>();
+  /** Live guesses: the newest drawing waiting per room and seat (in order of waiting), and the seats being scored. */
+  private readonly guessWaiting = new Map<string, () => Promise<void>>();
+  private readonly guessRunning = new Set<string>();
+  private readonly liveGuessConcurrency: number;
   /** Live drawings whose guesses were skipped for a newer one (for tests and the load report). */
   droppedGuesses = 0;
 
@@ -96,6 +102,7 @@ export class GameServer {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.judge = new Judge(() => opts.scoring.get());
     this.cluster = opts.cluster;
+    this.liveGuessConcurrency = opts.liveGuessConcurrency ?? 2;
     this.nodeId = opts.cluster?.nodeId ?? 'local';
     this.cluster?.handle(
       (req) => this.applyReply(req),
@@ -137,7 +144,7 @@ export class GameServer {
 
   private connect(socket: PlaySocket): void {
     const conn: Connection = {
-      code: null, seat: null,
+      code: null, seat: null, busy: Promise.resolve(),
       ref: { socketId: socket.id, node: this.nodeId },
       buckets: {
         draw: new TokenBucket(this.limits.draw.capacity, this.limits.draw.perSecond),
@@ -157,22 +164,30 @@ export class GameServer {
 
     /** Register a handler: rate limit, schema, then `fn`; errors become `play:error` (and the ack's answer). */
     const on = <S extends z.ZodType>(event: string, schema: S, bucket: 'draw' | 'other', fn: (value: z.output<S>) => unknown) => {
-      (socket as unknown as Socket).on(event, async (raw: unknown, ack?: unknown) => {
-        try {
-          if (!conn.buckets[bucket].take(this.clock.now())) {
-            throw new GameError('RATE_LIMITED', bucket === 'draw'
-              ? 'Drawings are taken at most once a second; this one was dropped.'
-              : 'Too many requests; slow down.');
-          }
-          const r = parsePayload(schema, event, raw);
-          if (!r.ok) throw new GameError('INVALID', r.error.message, r.error.field);
-          await fn(r.value);
-          if (typeof ack === 'function') ack({ ok: true });
-        } catch (err) {
+      (socket as unknown as Socket).on(event, (raw: unknown, ack?: unknown) => {
+        const answer = (err?: unknown) => {
+          if (err === undefined) return void (typeof ack === 'function' && ack({ ok: true }));
           const error = toPlayError(event, err, this.log);
           socket.emit(PlayServerEvent.error, error);
           if (typeof ack === 'function') ack({ ok: false, error });
+        };
+        if (!conn.buckets[bucket].take(this.clock.now())) {
+          return answer(new GameError('RATE_LIMITED', bucket === 'draw'
+            ? 'Drawings are taken at most once a second; this one was dropped.'
+            : 'Too many requests; slow down.'));
         }
+        // One event at a time per connection, in order: a command sent right after `play:joined`
+        // waits for the join's answer (which may come from another node) to seat this connection.
+        conn.busy = conn.busy.then(async () => {
+          try {
+            const r = parsePayload(schema, event, raw);
+            if (!r.ok) throw new GameError('INVALID', r.error.message, r.error.field);
+            await fn(r.value);
+            answer();
+          } catch (err) {
+            answer(err);
+          }
+        });
       });
     };
 
@@ -257,7 +272,7 @@ export class GameServer {
       });
     });
 
-    socket.on('disconnect', () => {
+    socket.on('disconnect', () => void conn.busy.then(() => {
       this.conns.delete(socket.id);
       const { code, seat } = conn;
       if (code && seat) {
@@ -265,7 +280,7 @@ export class GameServer {
       } else {
         this.proxies.delete(socket.id);
       }
-    });
+    }));
   }
 
   // ---- commands: applied by the room's owner ------------------------------------------------
@@ -328,12 +343,12 @@ export class GameServer {
           return {};
         }
         case 'draw': {
-          room.checkDrawing(who, cmd.round, false); // before decoding anything
-          const drawing = await decodeDrawing(Buffer.from(cmd.png, 'base64'));
-          const b64 = (await reencode(drawing.image)).toString('base64');
-          if (!mine()) return {};
-          room.liveDrawing(who, cmd.round, b64);
-          this.guess(code, room, ref, who, cmd.round, drawing, b64);
+          // Accepted once the round is open and the PNG's header passes; decoding, keeping it
+          // and CLIP's guesses follow in `guess`, latest-wins, so this answers at once.
+          room.checkDrawing(who, cmd.round, false);
+          const bytes = Buffer.from(cmd.png, 'base64');
+          checkDrawingHeader(bytes);
+          this.guess(code, room, ref, who, cmd.round, bytes);
           return {};
         }
       }
@@ -343,36 +358,49 @@ export class GameServer {
   }
 
   /**
-   * CLIP's guesses for a live drawing, latest-wins per seat: one scoring at a time; a drawing that
-   * arrives meanwhile waits, and a newer one replaces it (counted in `droppedGuesses`).
+   * A live drawing decoded, kept and shown to CLIP, latest-wins per seat and bounded overall: at
+   * most `liveGuessConcurrency` drawings are handled at once (seats take turns, oldest waiting first),
+   * one per seat at a time; a seat's newer drawing replaces the one it had waiting (counted in
+   * `droppedGuesses`). So a flood of drawings never queues up behind CLIP, and the CPU left over
+   * keeps acknowledging events quickly.
    */
-  private guess(code: string, room: Room, ref: SocketRef, seat: string, round: number, drawing: { image: import('../../engine/index').RgbImage; ink: number }, b64: string): void {
+  private guess(code: string, room: Room, ref: SocketRef, seat: string, round: number, png: Buffer): void {
     const key = `${code}:${seat}`;
     const run = async () => {
-      const t0 = performance.now();
       try {
-        const guesses = drawing.ink < BLANK_INK ? [] : await this.judge.guesses(drawing.image, room.pack);
-        if (this.rooms.get(code)?.room === room) room.liveGuesses(seat, round, guesses, Math.round((performance.now() - t0) * 10) / 10, b64);
+        const drawing = await decodeDrawing(png);
+        const t0 = performance.now();
+        // CLIP's guesses and the server's own PNG (kept, and shown to spectators) side by side.
+        const [guesses, reencoded] = await Promise.all([
+          drawing.ink < BLANK_INK ? Promise.resolve([]) : this.judge.guesses(drawing.image, room.pack),
+          reencode(drawing.image),
+        ]);
+        if (this.rooms.get(code)?.room !== room) return;
+        const b64 = reencoded.toString('base64');
+        room.liveDrawing(seat, round, b64);
+        room.liveGuesses(seat, round, guesses, Math.round((performance.now() - t0) * 10) / 10, b64);
+        this.changed(code);
       } catch (err) {
+        if (err instanceof GameError && err.code === 'LATE') return; // the bell rang while it waited: the final drawing counts
         this.emitTo(ref.socketId, PlayServerEvent.error, toPlayError(PlayClientEvent.draw, err, this.log));
       }
-      const slot = this.guessing.get(key);
-      const next = slot?.next;
-      if (slot && next) {
-        slot.next = undefined;
-        void next();
-      } else {
-        this.guessing.delete(key);
-      }
     };
-    const slot = this.guessing.get(key);
-    if (slot) {
-      if (slot.next) this.droppedGuesses++;
-      slot.next = run;
-      return;
+    if (this.guessWaiting.has(key)) this.droppedGuesses++;
+    this.guessWaiting.set(key, run); // an existing key keeps its place in line
+    this.pumpGuesses();
+  }
+
+  private pumpGuesses(): void {
+    for (const [key, run] of this.guessWaiting) {
+      if (this.guessRunning.size >= this.liveGuessConcurrency) return;
+      if (this.guessRunning.has(key)) continue; // this seat's previous drawing is still being scored
+      this.guessWaiting.delete(key);
+      this.guessRunning.add(key);
+      void run().finally(() => {
+        this.guessRunning.delete(key);
+        this.pumpGuesses();
+      });
     }
-    this.guessing.set(key, {});
-    void run();
   }
 
   /** The RoomSocket for a socket id: sends by id (any node, through the adapter). */

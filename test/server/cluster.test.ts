@@ -243,9 +243,12 @@ describe('scale-out: redis-server, two web nodes, one clip-studio worker', { ski
     const revealA = await ada.waitFor('play:reveal', () => true, 60_000);
     const revealB = await bo.waitFor('play:reveal', () => true, 60_000);
     assert.deepEqual(revealA.payload, revealB.payload, 'both nodes show the same reveal');
-    const entries = revealA.payload.entries as { seat: string; clipScore: number; points: number }[];
+    const entries = revealA.payload.entries as { seat: string; nickname: string; clipScore: number; points: number; rank: number | null }[];
+    const summary = JSON.stringify(entries.map(({ nickname, clipScore, points, rank }) => ({ nickname, clipScore, points, rank })));
     assert.equal(entries.length, 2);
-    assert.ok(entries.every((e) => e.clipScore > 0 && Number.isFinite(e.points)), JSON.stringify(entries));
+    assert.ok(entries.every((e) => e.rank !== null && e.clipScore >= 0 && Number.isFinite(e.points)), `both drawings were judged: ${summary}`);
+    assert.ok(entries.some((e) => e.clipScore > 0), `CLIP scored the drawings: ${summary}`);
+    assert.equal(revealA.payload.error, undefined);
     const podiumB = await bo.waitFor('play:podium', () => true, 30_000);
     assert.equal((podiumB.payload.leaderboard as unknown[]).length, 2);
     for (const p of [ada, bo]) assert.equal(p.events.filter((e) => e.event === 'play:bell').length, 1, 'the round clock fired once');
