@@ -18,40 +18,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { io as connect, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { createRng, encodePng, renderSampleSync } from '../../engine/index';
 import { loadConfig } from '../../server/config';
 import { createStudioServer, type StudioServer } from '../../server/create';
 import { JOB_QUEUE_NAME, REDIS_PREFIX } from '../../server/jobs/bullmq';
 import type { JobEvent } from '../../server/jobs/queue';
 import { REPO_ROOT } from '../helpers/fixtures';
+import { recordingClient, type RecordedEvent } from '../helpers/recording-client';
 import { requireRedis, startRedis, type RedisInstance } from '../helpers/redis';
 
-type Ev = { event: string; payload: Record<string, unknown> };
-
-/** A socket.io client that records every event, with `waitFor(event, predicate)`. */
-async function recordingClient(url: string) {
-  const c: Socket = connect(url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  const events: Ev[] = [];
-  const waiters: (() => void)[] = [];
-  c.onAny((event: string, payload: Record<string, unknown>) => {
-    events.push({ event, payload });
-    for (const w of waiters.splice(0)) w();
-  });
-  await new Promise<void>((resolve, reject) => {
-    c.once('connect', () => resolve());
-    c.once('connect_error', reject);
-  });
-  const waitFor = (event: string, pred: (p: Record<string, unknown>) => boolean = () => true, ms = 60_000) => new Promise<Ev>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} in ${ms} ms; got ${events.map((e) => e.event).join(', ')}`)), ms);
-    const check = () => {
-      const found = events.find((e) => e.event === event && pred(e.payload));
-      if (found) { clearTimeout(timer); resolve(found); } else waiters.push(check);
-    };
-    check();
-  });
-  return { c, events, waitFor };
-}
+type Ev = RecordedEvent;
 
 /** `clip-studio worker` as a real process; resolves once it is taking jobs. */
 async function startWorker(redisUrl: string, dataDir: string): Promise<{ child: ChildProcess; log: () => string; stop(signal?: NodeJS.Signals): Promise<void> }> {

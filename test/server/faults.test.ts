@@ -15,7 +15,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { io as connect, type Socket } from 'socket.io-client';
 import { loadConfig } from '../../server/config';
 import { createStudioServer, type StudioServer } from '../../server/create';
 import { openDatabase } from '../../server/store/db';
@@ -23,38 +22,14 @@ import { Gallery } from '../../server/store/gallery';
 import { HallOfFame } from '../../server/store/hall-of-fame';
 import { JobStore, type JobRecord } from '../../server/store/jobs';
 import { REPO_ROOT } from '../helpers/fixtures';
+import { recordingClient as recordingClientAt, type RecordedEvent } from '../helpers/recording-client';
 import { fixtureManifests } from '../helpers/generate-models';
 import { solidPng } from '../helpers/hostile-images';
 
-type Ev = { event: string; payload: Record<string, unknown> };
+type Ev = RecordedEvent;
 
-/** A socket.io client that records every event, with `waitFor(event, predicate)`. */
-async function recordingClient(url: string) {
-  const c: Socket = connect(url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  const events: Ev[] = [];
-  const waiters: (() => void)[] = [];
-  c.onAny((event: string, payload: Record<string, unknown>) => {
-    events.push({ event, payload });
-    for (const w of waiters.splice(0)) w();
-  });
-  c.on('disconnect', () => {
-    events.push({ event: 'disconnect', payload: {} });
-    for (const w of waiters.splice(0)) w();
-  });
-  await new Promise<void>((resolve, reject) => {
-    c.once('connect', () => resolve());
-    c.once('connect_error', reject);
-  });
-  const waitFor = (event: string, pred: (p: Record<string, unknown>) => boolean = () => true, ms = 120_000) => new Promise<Ev>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} in ${ms} ms; got ${events.map((e) => e.event).join(', ')}`)), ms);
-    const check = () => {
-      const found = events.find((e) => e.event === event && pred(e.payload));
-      if (found) { clearTimeout(timer); resolve(found); } else waiters.push(check);
-    };
-    check();
-  });
-  return { c, events, waitFor };
-}
+/** Recording clients with a longer wait: generate jobs on a loaded machine take a while. */
+const recordingClient = (url: string) => recordingClientAt(url, { timeoutMs: 120_000 });
 
 describe('an engine worker killed mid-job', () => {
   let studio: StudioServer;
