@@ -83,8 +83,9 @@ export async function startJobWorker(opts: JobWorkerOptions): Promise<JobWorker>
     }
   };
 
+  const workerRedis = redisConnection(opts.url); // given to BullMQ, which does not close it: closed below
   const worker = new Worker(opts.name ?? JOB_QUEUE_NAME, processor, {
-    connection: redisConnection(opts.url),
+    connection: workerRedis,
     prefix: REDIS_PREFIX,
     concurrency: threads,
     lockDuration: opts.lockDurationMs ?? 30_000,
@@ -105,6 +106,7 @@ export async function startJobWorker(opts: JobWorkerOptions): Promise<JobWorker>
       await worker.close(force);
       await pool.close();
       redis.disconnect();
+      workerRedis.disconnect();
     })()),
   };
 }

@@ -15,6 +15,8 @@
  * - Cancel: a waiting job is removed; a running one gets a cancel flag in Redis that its worker
  *   polls, and ends as an UnrecoverableError the web node reports as `cancelled`.
  * - Results: bytes inline in BullMQ's return value (base64); the job is kept an hour, then removed.
+ * - Restarts: jobs another (or an earlier) web node submitted can be looked up (`lookup`) and
+ *   followed to their end (`follow`) for the journal; they are not cancelled when this node closes.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
@@ -63,6 +65,8 @@ export class BullJobQueue implements JobQueue {
   private readonly redis: Redis;
   private readonly eventsRedis: Redis;
   private readonly pending = new Map<string, Pending>();
+  /** Jobs submitted elsewhere whose events this node journals (`follow`). */
+  private readonly followed = new Map<string, (e: JobEvent) => void>();
   private counts = { waiting: 0, active: 0, workers: 0 };
   /** Submitted here since the last count from Redis (counted as waiting until then). */
   private unconfirmed = 0;
@@ -138,6 +142,20 @@ export class BullJobQueue implements JobQueue {
     return true;
   }
 
+  /** Where a job is in Redis now: BullMQ's state ('waiting', 'active', 'completed', 'failed', …) or 'missing'. */
+  async lookup(jobId: string): Promise<{ state: string; failedReason?: string }> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return { state: 'missing' };
+    const state = await job.getState();
+    return state === 'unknown' ? { state: 'missing' } : { state, failedReason: job.failedReason };
+  }
+
+  /** Hear a job submitted elsewhere start and end ('started', then 'done', 'failed' or 'cancelled'; no progress). */
+  follow(jobId: string, listener: (e: JobEvent) => void): () => void {
+    this.followed.set(jobId, listener);
+    return () => void (this.followed.get(jobId) === listener && this.followed.delete(jobId));
+  }
+
   stats(): PoolStats {
     return {
       workers: this.counts.workers, ready: this.counts.workers, busy: this.counts.active,
@@ -184,10 +202,9 @@ export class BullJobQueue implements JobQueue {
   }
 
   private emit(jobId: string, e: JobEvent): void {
-    const p = this.pending.get(jobId);
-    if (!p) return;
+    const listener = this.pending.has(jobId) ? this.pending.get(jobId)!.listener : e.type === 'progress' ? undefined : this.followed.get(jobId);
     try {
-      p.listener?.(e);
+      listener?.(e);
     } catch {
       // a listener's bug must not stop the queue
     }
@@ -195,21 +212,26 @@ export class BullJobQueue implements JobQueue {
 
   private onActive(jobId: string): void {
     const p = this.pending.get(jobId);
-    if (!p || p.started) return; // a retry is active again: the client already heard "started"
+    if (!p) return this.emit(jobId, { type: 'started', jobId }); // followed: the journal ignores a second "started"
+    if (p.started) return; // a retry is active again: the client already heard "started"
     p.started = true;
     this.emit(jobId, { type: 'started', jobId });
   }
 
   private onFailed(jobId: string, reason: string): void {
     const p = this.pending.get(jobId);
-    if (!p) return;
-    if (p.cancelRequested && reason.includes(CANCELLED_REASON)) return this.settle(jobId, { type: 'cancelled', jobId });
+    if (!p && !this.followed.has(jobId)) return;
+    if ((!p || p.cancelRequested) && reason.includes(CANCELLED_REASON)) return this.settle(jobId, { type: 'cancelled', jobId });
     this.settle(jobId, { type: 'failed', jobId, error: reasonToError(reason) });
   }
 
   private settle(jobId: string, e: Extract<JobEvent, { type: 'done' | 'failed' | 'cancelled' }>): void {
     const p = this.pending.get(jobId);
-    if (!p) return;
+    if (!p) {
+      this.emit(jobId, e);
+      this.followed.delete(jobId);
+      return;
+    }
     this.emit(jobId, e);
     this.pending.delete(jobId);
     if (p.cancelRequested) void this.redis.del(cancelKey(jobId)).catch(() => {});

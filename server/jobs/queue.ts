@@ -6,7 +6,8 @@
 import { ClipStudioError, WorkerPool, type JobEvent, type JobHandle, type PoolStats } from '../../engine/index';
 import type { StudioConfig } from '../config';
 import type { JobStore } from '../store/jobs';
-import { BullJobQueue } from './bullmq';
+import { BullJobQueue, CANCELLED_REASON } from './bullmq';
+import { reasonToError } from './wire';
 
 export type { JobEvent, JobHandle, PoolStats };
 
@@ -30,6 +31,44 @@ export class ShuttingDownError extends ClipStudioError {
 
 /** What a job's client hears when a shutdown (or a crash before it) cut the job short. */
 export const INTERRUPTED_MESSAGE = 'The studio restarted while this job was running; it was interrupted. Start it again.';
+
+/** A BullMQ job in the journal that Redis no longer holds (removed after its hour, or Redis was emptied). */
+export const LOST_MESSAGE = 'The studio restarted while this job ran on a worker, and Redis no longer holds it; its outcome is unknown. Start it again if you need it.';
+
+/**
+ * At start, bring the journal up to date with what a previous run left unfinished: in-process
+ * jobs of a process that is gone are marked interrupted (`JobStore.interruptUnfinished`). With
+ * BullMQ (`queue` is the unwrapped BullJobQueue), jobs journaled by other or earlier nodes may
+ * still be running on a worker: each is looked up in Redis; finished ones get their ending,
+ * ones Redis no longer holds are marked interrupted, and the rest are left as they are and
+ * followed, so their ending is journaled when it comes.
+ */
+export async function recoverJournal(store: JobStore, queue: JobQueue): Promise<{ interrupted: number; reconciled: number; followed: number }> {
+  const out = { interrupted: store.interruptUnfinished(INTERRUPTED_MESSAGE), reconciled: 0, followed: 0 };
+  if (!(queue instanceof BullJobQueue)) return out;
+  for (const id of store.unfinishedElsewhere('bullmq')) {
+    const stop = queue.follow(id, (e) => {
+      if (e.type === 'started') store.started(id);
+      else if (e.type === 'done' || e.type === 'cancelled') store.finished(id, e.type);
+      else if (e.type === 'failed') store.finished(id, 'failed', { error: { code: e.error.code, message: e.error.message } });
+    }); // before the lookup, so an ending between the two is not missed
+    const { state, failedReason = '' } = await queue.lookup(id).catch(() => ({ state: 'unreadable', failedReason: '' })); // followed
+    if (state === 'completed') store.finished(id, 'done');
+    else if (state === 'failed' && failedReason.includes(CANCELLED_REASON)) store.finished(id, 'cancelled');
+    else if (state === 'failed') {
+      const err = reasonToError(failedReason);
+      store.finished(id, 'failed', { error: { code: err.code, message: err.message } });
+    } else if (state === 'missing') store.finished(id, 'interrupted', { error: { code: 'INTERRUPTED', message: LOST_MESSAGE } });
+    else {
+      if (state === 'active') store.started(id);
+      out.followed++;
+      continue;
+    }
+    stop();
+    out.reconciled++;
+  }
+  return out;
+}
 
 /** A JobQueue that writes every job to the journal and can be drained for a graceful stop. */
 export interface JournaledQueue extends JobQueue {

@@ -50,6 +50,10 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX jobs_newest ON jobs (created_at DESC);
    CREATE INDEX jobs_unfinished ON jobs (state) WHERE state IN ('queued', 'running');`,
+  // 4: which process journaled a job (`host:pid:random`) and which queue ran it ('in-process' or
+  // 'bullmq'), so a restart interrupts only jobs that died with their process (rows before: NULL).
+  `ALTER TABLE jobs ADD COLUMN node TEXT;
+   ALTER TABLE jobs ADD COLUMN queue TEXT;`,
 ];
 
 /**
