@@ -7,15 +7,15 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as SocketServer } from 'socket.io';
 import type { StudioConfig } from './config';
-import { createJobQueue, INTERRUPTED_MESSAGE, journaled, type JournaledQueue, type QueueOptions } from './jobs/queue';
+import { createJobQueue, journaled, recoverJournal, type JournaledQueue, type QueueOptions } from './jobs/queue';
 import { EngineHealthProbe, ensureDataDir } from './health';
 import { handleApi, type ApiContext } from './http';
 import { attachStudioSockets } from './studio/socket';
 import { GenerateService } from './studio/generate';
 import { Uploads } from './studio/uploads';
 import { openDatabase } from './store/db';
-import { JobStore } from './store/jobs';
-import { DEFAULT_RATE_RULES, guardSockets, GuardMetrics, RateLimits, SOCKET_MAX_BYTES, whoIs, type RateRules } from './limits';
+import { JobStore, newNodeId } from './store/jobs';
+import { DEFAULT_RATE_RULES, guardSockets, GuardMetrics, memoryStore, openRateLimitRedis, RateLimits, redisRateStore, SOCKET_MAX_BYTES, whoIs, type RateRules } from './limits';
 import { API_CSP, applySecurityHeaders, BASE_HEADERS, handleCors, makeRedactor, originAllowed, preparePageRequest } from './security';
 import { Gallery } from './store/gallery';
 import { HallOfFame } from './store/hall-of-fame';
@@ -66,14 +66,19 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
   const { config } = opts;
   await ensureDataDir(config.dataDir);
   const db = openDatabase(config.dataDir);
-  // Jobs a previous process left queued or running were cut short by its end: say so.
-  const jobs = new JobStore(db);
-  const interrupted = jobs.interruptUnfinished(INTERRUPTED_MESSAGE);
-  if (interrupted) console.log(`[jobs] ${interrupted} job${interrupted === 1 ? ' was' : 's were'} still running when the studio last stopped; marked interrupted`);
-  const queue = journaled(createJobQueue(config, { ...opts.queue, ...(opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {}) }), jobs);
+  const runner = createJobQueue(config, { ...opts.queue, ...(opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {}) });
+  // In-process jobs a gone process left queued or running were cut short by its end: say so.
+  // BullMQ jobs may still run on a worker: the journal follows Redis for them instead.
+  const jobs = new JobStore(db, { node: newNodeId(), queue: runner.kind });
+  const recovered = await recoverJournal(jobs, runner);
+  if (recovered.interrupted) console.log(`[jobs] ${recovered.interrupted} job${recovered.interrupted === 1 ? ' was' : 's were'} still running when the studio last stopped; marked interrupted`);
+  if (recovered.followed) console.log(`[jobs] following ${recovered.followed} job${recovered.followed === 1 ? '' : 's'} another web node left on BullMQ`);
+  const queue = journaled(runner, jobs);
   const engine = new EngineHealthProbe(queue);
   const metrics = new GuardMetrics();
-  const limits = new RateLimits(opts.rateRules ?? DEFAULT_RATE_RULES, metrics);
+  // REDIS_URL: per-address budgets live in Redis, so they hold across web nodes.
+  const limitsRedis = config.redisUrl ? await openRateLimitRedis(config.redisUrl) : undefined;
+  const limits = new RateLimits(opts.rateRules ?? DEFAULT_RATE_RULES, metrics, limitsRedis ? redisRateStore(limitsRedis) : memoryStore);
   const generate = new GenerateService(config, queue, new Gallery(db, config.dataDir), new Uploads(config.dataDir), opts.manifestsDir);
   const ctx: ApiContext = { config, queue, engine, generate, jobs, limits, metrics, redact: makeRedactor(config) };
   // The one shared ClipScorer (opened on first use), for the game's judge and live guesses.
@@ -176,6 +181,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
       io.close();
       game.close();
       await scaleOut?.close();
+      await limitsRedis?.quit().catch(() => limitsRedis.disconnect());
       await captions.close();
       await scoring.close();
       await nextClose?.();

@@ -4,7 +4,8 @@
  *
  * - `RateLimits.take(action, who)` charges an action (a job start, an upload, a caption, a
  *   guess, a stroke, any event) to the connection and to the address, with rate-limiter-flexible.
- *   Memory stores now; a Redis store (scale-out) is one `store` factory away, the same rules.
+ *   Memory stores in one process; with REDIS_URL, `redisRateStore` keeps the budgets in Redis,
+ *   so an address has one budget across all web nodes (same rules, same keys).
  * - `guardSockets(io, …)` sets the per-connection event budget, drops and counts events no
  *   handler listens to (and reserved names a client must not send), so a buggy or hostile
  *   client costs one counter increment, not a crash.
@@ -16,7 +17,8 @@
  * if (!verdict.ok) return void socket.emit('play:error', { code: 'RATE_LIMITED', message: verdict.message });
  */
 import type { IncomingMessage } from 'node:http';
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Server, Socket } from 'socket.io';
 
 /** Largest socket.io message accepted (engine.io closes the connection above it): a 512×512 PNG drawing (≤ 300 KB) with room to spare. Uploads go over HTTP. */
@@ -60,10 +62,30 @@ export type RateVerdict =
   | { ok: true }
   | { ok: false; action: RateAction; scope: 'connection' | 'address'; retryAfterMs: number; message: string };
 
-/** Builds the store for one (action, scope) bucket; memory by default, Redis later. */
-export type RateStoreFactory = (opts: { keyPrefix: string; points: number; duration: number }) => RateLimiterAbstract;
+/** Builds the store for one (action, scope) bucket: memory in one process, Redis across nodes. */
+export type RateStoreFactory = (opts: { keyPrefix: string; points: number; duration: number; scope: 'connection' | 'address' }) => RateLimiterAbstract;
 
-const memoryStore: RateStoreFactory = (opts) => new RateLimiterMemory(opts);
+export const memoryStore: RateStoreFactory = ({ keyPrefix, points, duration }) => new RateLimiterMemory({ keyPrefix, points, duration });
+
+/**
+ * Address buckets in Redis through `client` (ioredis), shared by every node using the same
+ * Redis; connection buckets stay in memory (a connection lives on one node), which spares the
+ * per-event budget a round trip.
+ */
+export const redisRateStore = (client: Redis): RateStoreFactory => ({ scope, keyPrefix, points, duration }) =>
+  scope === 'connection' ? new RateLimiterMemory({ keyPrefix, points, duration }) : new RateLimiterRedis({ storeClient: client, keyPrefix, points, duration });
+
+/**
+ * The Redis connection for rate limits: no offline queue and one retry, so a Redis outage makes
+ * `take` fail at once (a store error: callers let the action through) instead of waiting.
+ * Resolves once connected; the caller closes it (`quit`) when the server closes.
+ */
+export async function openRateLimitRedis(url: string): Promise<Redis> {
+  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  client.on('error', (err: Error) => console.error(`[limits] redis: ${err.message}`));
+  await client.connect();
+  return client;
+}
 
 const WORDS: Record<RateAction, string> = {
   'job:start': 'jobs started', upload: 'uploads', caption: 'caption requests', guess: 'guesses', stroke: 'strokes', event: 'messages',
@@ -100,7 +122,7 @@ export class RateLimits {
       for (const scope of ['connection', 'address'] as const) {
         const r = scope === 'connection' ? rule.perConnection : rule.perAddress;
         if (!(Number.isInteger(r.points) && r.points > 0 && r.seconds > 0)) throw new RangeError(`Rate rule ${action}/${scope} needs positive points and seconds`);
-        this.buckets.set(`${action}:${scope}`, this.store({ keyPrefix: `clip-studio:${action}:${scope}`, points: r.points, duration: r.seconds }));
+        this.buckets.set(`${action}:${scope}`, this.store({ keyPrefix: `clip-studio:${action}:${scope}`, points: r.points, duration: r.seconds, scope }));
       }
     }
   }
