@@ -108,7 +108,9 @@ They are used in training only and not saved: the bundled model is a plain CLIP.
 ${t.steps}-step schedule (the learning rate is recomputed from the schedule at each resume).` : ''}
 
 Trained on the tfjs ${t.backend} backend of a shared 2-core machine (another model trained at the
-same time) in **${(t.seconds / 60).toFixed(1)} minutes**. ${t.labelsFrom === 0 ? 'The loss (contrastive and label terms from step 1, auxiliary heads from step 200)' : 'Contrastive loss'} ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; ${t.labelsFrom === 0 ? 'it read' : 'with the label term added'}${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more per label term)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.
+same time) in **${(t.seconds / 60).toFixed(1)} minutes**. ${t.labelsFrom === 0
+  ? `The loss (contrastive and label terms from step 1${t.auxHeads ? ', auxiliary heads from step 200' : ''}) was ${loss(0).loss.toFixed(2)} at step ${loss(0).step} and ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings; at chance each label term alone is ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} and the contrastive term ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)}.`
+  : `Contrastive loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; with the label term added${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.`}
 
 ## Evaluation (evaluation seed ${evaluation.seed}, never used in training)
 
