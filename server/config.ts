@@ -52,6 +52,7 @@ const EnvSchema = z.object({
   CLIP_STUDIO_CORS_ORIGINS: originList,
   CLIP_STUDIO_TRUST_PROXY: flag,
   CLIP_STUDIO_SHUTDOWN_MS: intVar(0, 600_000, 10_000),
+  CLIP_STUDIO_ROOM_LEASE_MS: intVar(1_000, 600_000, 30_000),
   OPENAI_BASE_URL: urlVar(),
   OPENAI_API_KEY: optionalString,
   CAPTION_LLM_MODEL: optionalString,
@@ -70,6 +71,7 @@ const ALLOWED: Record<string, string> = {
   CLIP_STUDIO_CORS_ORIGINS: 'a comma-separated list of origins such as https://studio.example.org,http://localhost:3000',
   CLIP_STUDIO_TRUST_PROXY: '0 or 1 (default 0)',
   CLIP_STUDIO_SHUTDOWN_MS: 'an integer 0–600000 (default 10000)',
+  CLIP_STUDIO_ROOM_LEASE_MS: 'an integer 1000–600000 (default 30000)',
   OPENAI_BASE_URL: 'a URL such as http://localhost:11434/v1',
   CAPTION_LLM_TIMEOUT_MS: 'an integer 100–600000 (default 30000)',
   REDIS_URL: 'a URL such as redis://localhost:6379',
@@ -97,6 +99,8 @@ export interface StudioConfig {
   trustProxy: boolean;
   /** On SIGTERM, how long running jobs may take to finish before they are interrupted. */
   shutdownMs: number;
+  /** With Redis: how long a game room's owner lease lasts; a node that stops renewing it loses its rooms to others after this. */
+  roomLeaseMs: number;
   /** The caption LLM; `timeoutMs` is per call (CAPTION_LLM_TIMEOUT_MS; left out: the caption client's default). */
   llm: { baseUrl: string | undefined; apiKey: string | undefined; model: string | undefined; timeoutMs?: number };
   redisUrl: string | undefined;
@@ -132,6 +136,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     corsOrigins: e.CLIP_STUDIO_CORS_ORIGINS.map((o) => o.toLowerCase()),
     trustProxy: e.CLIP_STUDIO_TRUST_PROXY,
     shutdownMs: e.CLIP_STUDIO_SHUTDOWN_MS,
+    roomLeaseMs: e.CLIP_STUDIO_ROOM_LEASE_MS,
     llm: { baseUrl: e.OPENAI_BASE_URL, apiKey: e.OPENAI_API_KEY, model: e.CAPTION_LLM_MODEL, timeoutMs: e.CAPTION_LLM_TIMEOUT_MS },
     redisUrl: e.REDIS_URL,
     hf: { endpoint: e.HF_ENDPOINT ?? 'https://huggingface.co', token: e.HF_TOKEN },

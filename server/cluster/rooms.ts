@@ -14,9 +14,14 @@
  * - **Broadcasts go through socket.io.** The owner sends to each seat's socket by id
  *   (`io.to(socketId)`); the socket.io redis adapter delivers it on whichever node holds it.
  * - **State is reachable by every node.** After changes the owner writes the room's plain-JSON
- *   state to Redis (`…:state`, at most every 250 ms per room), for inspection and for a future
- *   take-over. Not done yet: when an owner dies, its rooms end with it (the lease lapses and the
- *   code answers "no room"); a new owner could resume from the saved state.
+ *   state and the socket of each seat to Redis (`…:state`, a SavedRoom, at most every 250 ms
+ *   per room).
+ * - **Take-over.** When an owner stops without closing its rooms (a crash, a lost machine), its
+ *   leases lapse. A node with players in such a room notices (it checks the owner of those
+ *   rooms every `watchMs`, and before forwarding any command), claims the lease with SET NX so
+ *   exactly one node wins, and resumes the room from the saved state (Room.restore): seats whose
+ *   sockets were on the dead node count as dropped, with the usual reconnect and host grace;
+ *   a round being judged is judged again. Changes in the last ≤ 250 ms before the crash are lost.
  *
  * The game's adapter (server/game/socket.ts) uses this through `GameCluster`; without Redis the
  * adapter owns every room and never calls it.
@@ -57,6 +62,16 @@ type BusMessage =
   | { t: 'res'; id: string; reply: RoomReply }
   | { t: 'closed'; socketId: string; reason: string };
 
+/** What an owner keeps in Redis for each room: enough for another node to take it over. */
+export interface SavedRoom<S = unknown> {
+  /** The node that wrote it (its owner then). */
+  owner: string;
+  /** The room's plain-JSON state (room.ts RoomState). */
+  state: S;
+  /** The socket of each seated connection, by seat id. */
+  sockets: Record<string, SocketRef>;
+}
+
 export interface GameClusterOptions {
   url: string;
   /** This node's id (default: a fresh UUID). */
@@ -65,6 +80,8 @@ export interface GameClusterOptions {
   leaseMs?: number;
   /** How long a forwarded command waits for its owner (default 10 s). */
   requestTimeoutMs?: number;
+  /** How often a node checks that the rooms its players are in still have an owner (default 1 s). */
+  watchMs?: number;
 }
 
 const key = (code: string, what: 'owner' | 'state') => `${REDIS_PREFIX}:play:room:${code}:${what}`;
@@ -77,13 +94,15 @@ const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del',
 
 export class GameCluster {
   readonly nodeId: string;
+  /** How often the game adapter checks its players' rooms for a lapsed owner (GameClusterOptions.watchMs). */
+  readonly watchMs: number;
   private readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly leaseMs: number;
   private readonly timeoutMs: number;
   private readonly owned = new Set<string>();
   private readonly waiting = new Map<string, { resolve(r: RoomReply): void; timer: NodeJS.Timeout }>();
-  private readonly saves = new Map<string, { timer: NodeJS.Timeout; state: () => unknown }>();
+  private readonly saves = new Map<string, { timer: NodeJS.Timeout; state: () => Omit<SavedRoom, 'owner'> }>();
   private readonly renewer: NodeJS.Timeout;
   private onRequest: (req: RoomRequest) => Promise<RoomReply> = async () => ({ ok: false, error: { code: 'ROOM_NOT_FOUND', message: 'This node hosts no rooms.' } });
   private onClosed: (socketId: string, reason: string) => void = () => {};
@@ -93,6 +112,7 @@ export class GameCluster {
     this.nodeId = opts.nodeId ?? randomUUID();
     this.leaseMs = opts.leaseMs ?? 30_000;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.watchMs = opts.watchMs ?? 1_000;
     this.cmd = redisConnection(opts.url);
     this.sub = redisConnection(opts.url);
     for (const c of [this.cmd, this.sub]) c.on('error', (err: Error) => console.error(`[play] redis: ${err.message}`));
@@ -145,7 +165,7 @@ export class GameCluster {
   }
 
   /** Keep the room's state in Redis: written at most every 250 ms (the latest state wins). */
-  save(code: string, state: () => unknown): void {
+  save(code: string, state: () => Omit<SavedRoom, 'owner'>): void {
     if (this.closed || !this.owned.has(code)) return;
     const pending = this.saves.get(code);
     if (pending) {
@@ -156,16 +176,30 @@ export class GameCluster {
       const entry = this.saves.get(code);
       this.saves.delete(code);
       if (!entry || !this.owned.has(code)) return;
-      void this.cmd.set(key(code, 'state'), JSON.stringify(entry.state()), 'PX', 24 * 3600_000).catch(() => {});
+      const saved: SavedRoom = { owner: this.nodeId, ...entry.state() };
+      void this.cmd.set(key(code, 'state'), JSON.stringify(saved), 'PX', 24 * 3600_000).catch(() => {});
     }, 250);
     timer.unref();
     this.saves.set(code, { timer, state });
   }
 
-  /** The room's saved state (tests; a future take-over). */
-  async loadState(code: string): Promise<unknown> {
+  /** The room's saved state, or null. */
+  async loadState(code: string): Promise<SavedRoom | null> {
     const raw = await this.cmd.get(key(code, 'state'));
-    return raw ? JSON.parse(raw) : null;
+    return raw ? (JSON.parse(raw) as SavedRoom) : null;
+  }
+
+  /**
+   * Take over a room whose owner's lease lapsed: claim the lease (SET NX: one node wins) and
+   * return the saved state to resume from. Null when the room still has an owner, another node
+   * won, or nothing was saved (the room closed).
+   */
+  async takeOver(code: string): Promise<SavedRoom | null> {
+    if ((await this.ownerOf(code)) !== null || (await this.loadState(code)) === null) return null;
+    if (!(await this.claim(code))) return null;
+    const saved = await this.loadState(code); // read again: it may have closed in between
+    if (!saved) this.release(code);
+    return saved;
   }
 
   /** The room has closed: forget it here and in Redis. */

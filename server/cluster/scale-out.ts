@@ -13,11 +13,11 @@ export interface RedisScaleOut {
   close(): Promise<void>;
 }
 
-export async function startRedisScaleOut(url: string): Promise<RedisScaleOut> {
+export async function startRedisScaleOut(url: string, opts: { leaseMs?: number } = {}): Promise<RedisScaleOut> {
   const pub = redisConnection(url);
   const sub = pub.duplicate();
   for (const c of [pub, sub]) c.on('error', (err: Error) => console.error(`[socket.io] redis: ${err.message}`));
-  const rooms = await GameCluster.start({ url });
+  const rooms = await GameCluster.start({ url, ...opts });
   return {
     adapter: createAdapter(pub, sub),
     rooms,

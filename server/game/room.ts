@@ -177,6 +177,28 @@ export class Room {
     };
   }
 
+  /**
+   * A room resumed from its saved state by another server (its owner stopped without closing
+   * it). `attached` gives the connections that can still be reached, by seat id; every other
+   * connected seat counts as dropped from now, so it gets the usual reconnect and host grace.
+   * A round that was being judged is judged again (the verdicts died with the old owner).
+   */
+  static restore(state: RoomState, deps: RoomDeps, attached: ReadonlyMap<string, RoomSocket>): Room {
+    const room = new Room(state, deps);
+    const now = room.now();
+    for (const seat of state.seats) {
+      const socket = attached.get(seat.id);
+      if (socket && seat.connected) room.sockets.set(seat.id, socket);
+      else if (seat.connected) {
+        seat.connected = false;
+        seat.droppedAt = now;
+      }
+    }
+    if (state.phase === 'judging' && state.round) room.beginJudging();
+    else room.broadcastState();
+    return room;
+  }
+
   get code(): string {
     return this.state.code;
   }

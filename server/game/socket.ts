@@ -20,7 +20,7 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Server, Socket } from 'socket.io';
-import type { GameCluster, RoomCommand, RoomReply, RoomRequest, SocketRef } from '../cluster/rooms';
+import type { GameCluster, RoomCommand, RoomReply, RoomRequest, SavedRoom, SocketRef } from '../cluster/rooms';
 import type { z } from 'zod';
 import { InputError, type ClipScorer } from '../../engine/index';
 import {
@@ -34,7 +34,7 @@ import { GameError } from './errors';
 import { Judge } from './judge';
 import { loadPacks, packsForModel, type GamePack } from './packs';
 import { TokenBucket } from './rate-limit';
-import { Room, type Clock, type RoomEffects, type RoomSocket, type RoomTiming } from './room';
+import { Room, type Clock, type RoomEffects, type RoomSocket, type RoomState, type RoomTiming } from './room';
 
 export interface GameServerOptions {
   /** The server's shared scorer (server/scoring.ts). */
@@ -76,7 +76,8 @@ function toPlayError(event: string, err: unknown, log: (m: string) => void): Pla
 
 export class GameServer {
   readonly judge: Judge;
-  private readonly rooms = new Map<string, { room: Room; timer?: ReturnType<typeof setTimeout> }>();
+  /** Rooms this node owns: the room, its clock, and each seat's socket (saved with the state, for a take-over). */
+  private readonly rooms = new Map<string, { room: Room; refs: Map<string, SocketRef>; timer?: ReturnType<typeof setTimeout> }>();
   private readonly clock: Clock;
   private readonly allPacks: GamePack[];
   private readonly log: (m: string) => void;
@@ -94,6 +95,8 @@ export class GameServer {
   private readonly liveGuessConcurrency: number;
   /** Live drawings whose guesses were skipped for a newer one (for tests and the load report). */
   droppedGuesses = 0;
+  /** With a cluster: the check for rooms whose owner stopped (see takeOver). */
+  private readonly watcher: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly opts: GameServerOptions) {
     this.clock = opts.clock ?? { now: () => Date.now() };
@@ -108,6 +111,10 @@ export class GameServer {
       (req) => this.applyReply(req),
       (socketId, reason) => this.closeConnection(socketId, reason),
     );
+    if (this.cluster) {
+      this.watcher = setInterval(() => void this.watchOwners(), this.cluster.watchMs);
+      this.watcher.unref();
+    }
   }
 
   /** Rooms this node owns now (for tests and health). */
@@ -135,6 +142,7 @@ export class GameServer {
   }
 
   close(): void {
+    clearInterval(this.watcher);
     for (const [code, entry] of this.rooms) {
       clearTimeout(entry.timer);
       this.cluster?.release(code);
@@ -202,9 +210,11 @@ export class GameServer {
         Room.initialState({ code, seed: randomInt(2 ** 32), now: this.clock.now(), packs }),
         { clock: this.clock, packs, effects: this.effects(code), ...(this.opts.timing ? { timing: this.opts.timing } : {}) },
       );
-      this.rooms.set(code, { room });
+      const refs = new Map<string, SocketRef>();
+      this.rooms.set(code, { room, refs });
       try {
         const seat = room.join(this.proxy(conn.ref), { nickname, token: newToken() });
+        refs.set(seat.id, conn.ref);
         conn.code = code;
         conn.seat = seat.id;
         if (settings && Object.values(settings).some((v) => v !== undefined)) room.configure(seat.id, settings);
@@ -299,6 +309,7 @@ export class GameServer {
   private async command(code: string, ref: SocketRef, seat: string | null, cmd: RoomCommand): Promise<{ seat?: string }> {
     if (this.rooms.has(code)) return this.apply({ code, ref, seat, cmd });
     const owner = this.cluster ? await this.cluster.ownerOf(code) : null;
+    if (!owner && (await this.takeOver(code))) return this.apply({ code, ref, seat, cmd });
     if (!owner || owner === this.nodeId) throw this.notFound(code);
     const reply = await this.cluster!.forward(owner, { code, ref, seat, cmd });
     if (!reply.ok) throw new GameError(reply.error.code as GameError['code'], reply.error.message, reply.error.field);
@@ -316,8 +327,9 @@ export class GameServer {
   }
 
   private async apply({ code, ref, seat, cmd }: RoomRequest): Promise<{ seat?: string }> {
-    const room = this.rooms.get(code)?.room;
-    if (!room || room.closed) throw this.notFound(code);
+    const entry = this.rooms.get(code);
+    const room = entry?.room;
+    if (!entry || !room || room.closed) throw this.notFound(code);
     const mine = () => this.rooms.get(code)?.room === room;
     const who = seat ?? '';
     try {
@@ -326,14 +338,16 @@ export class GameServer {
           const s = room.join(this.proxy(ref), {
             nickname: cmd.nickname, spectator: cmd.spectator, token: newToken(), ...(cmd.resumeToken ? { resumeToken: cmd.resumeToken } : {}),
           });
+          entry.refs.set(s.id, ref);
           return { seat: s.id };
         }
-        case 'leave': room.leave(who); return {};
+        case 'leave': room.leave(who); entry.refs.delete(who); return {};
         case 'settings': room.configure(who, cmd.settings); return {};
         case 'start': room.start(who); return {};
         case 'next': room.next(who); return {};
         case 'disconnect':
           room.disconnect(who, this.proxy(ref));
+          if (entry.refs.get(who)?.socketId === ref.socketId) entry.refs.delete(who);
           if (ref.node !== this.nodeId) this.proxies.delete(ref.socketId);
           return {};
         case 'submit': {
@@ -436,22 +450,68 @@ export class GameServer {
   /** After any change to an owned room: its timer, its saved state, or its end. */
   private changed(code: string): void {
     this.reschedule(code);
-    const room = this.rooms.get(code)?.room;
-    if (room) this.cluster?.save(code, () => room.state);
+    const entry = this.rooms.get(code);
+    if (entry) this.cluster?.save(code, () => ({ state: entry.room.state, sockets: Object.fromEntries(entry.refs) }));
+  }
+
+  /** Rooms this node's players are in whose owner has stopped: take them over (see GameCluster.takeOver). */
+  private async watchOwners(): Promise<void> {
+    const codes = new Set<string>();
+    for (const conn of this.conns.values()) if (conn.code && !this.rooms.has(conn.code)) codes.add(conn.code);
+    for (const code of codes) {
+      try {
+        if ((await this.cluster!.ownerOf(code)) === null) await this.takeOver(code);
+      } catch (err) {
+        this.log(`[play] room ${code}: take-over check failed: ${(err as Error)?.message ?? err}`);
+      }
+    }
+  }
+
+  /**
+   * Resume a room whose owner stopped, from the state it saved in Redis: this node claims it
+   * (one node wins), reattaches the seats whose sockets are on other live nodes, and runs its
+   * clock from here. True when this node owns the room afterwards.
+   */
+  private async takeOver(code: string): Promise<boolean> {
+    if (this.rooms.has(code)) return true;
+    if (!this.cluster) return false;
+    const saved = (await this.cluster.takeOver(code)) as SavedRoom<RoomState> | null;
+    if (!saved) return false;
+    if (this.rooms.has(code)) return true;
+    try {
+      const packs = await this.packs();
+      const refs = new Map<string, SocketRef>();
+      const attached = new Map<string, RoomSocket>();
+      for (const [seat, ref] of Object.entries(saved.sockets)) {
+        if (ref.node === saved.owner) continue; // died with the old owner
+        refs.set(seat, ref);
+        attached.set(seat, this.proxy(ref));
+      }
+      const room = Room.restore(saved.state, { clock: this.clock, packs, effects: this.effects(code), ...(this.opts.timing ? { timing: this.opts.timing } : {}) }, attached);
+      this.rooms.set(code, { room, refs });
+      this.changed(code);
+      this.log(`[play] room ${code} taken over from node ${saved.owner}`);
+      return true;
+    } catch (err) {
+      this.cluster.release(code);
+      this.log(`[play] room ${code}: could not take it over: ${(err as Error)?.stack ?? err}`);
+      return false;
+    }
   }
 
   /** What a room asks of the world: judging a round, keeping its best drawings. */
   private effects(code: string): RoomEffects {
     return {
       judge: (req) => {
-        const room = this.rooms.get(code)?.room;
+        // The room is looked up when the verdicts come: a room being restored asks before it is registered.
+        const room = () => this.rooms.get(code)?.room;
         const pack = this.allPacks.find((p) => p.id === req.pack)!;
         this.judge.judgeRound(pack, req.prompt, req.drawings.map((d) => ({ seat: d.seat, png: Buffer.from(d.png, 'base64') })))
           .then(
-            (verdicts) => room?.judged(req.round, verdicts),
+            (verdicts) => room()?.judged(req.round, verdicts),
             (err) => {
               this.log(`[play] room ${code} round ${req.round}: judging failed: ${(err as Error)?.stack ?? err}`);
-              room?.judgingFailed(req.round, `The judge failed (${(err as Error)?.message ?? err}); this round scores nothing.`);
+              room()?.judgingFailed(req.round, `The judge failed (${(err as Error)?.message ?? err}); this round scores nothing.`);
             },
           )
           .finally(() => this.changed(code));

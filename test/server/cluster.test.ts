@@ -26,7 +26,7 @@ import { JOB_QUEUE_NAME, REDIS_PREFIX } from '../../server/jobs/bullmq';
 import type { JobEvent } from '../../server/jobs/queue';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { recordingClient, type RecordedEvent } from '../helpers/recording-client';
-import { requireRedis, startRedis, type RedisInstance } from '../helpers/redis';
+import { freePort, requireRedis, startRedis, type RedisInstance } from '../helpers/redis';
 
 type Ev = RecordedEvent;
 
@@ -234,9 +234,11 @@ describe('scale-out: redis-server, two web nodes, one clip-studio worker', { ski
     const r = new Redis(redis.url);
     try {
       await new Promise((res) => setTimeout(res, 400)); // saves are coalesced (250 ms)
-      const state = JSON.parse((await r.get(`${REDIS_PREFIX}:play:room:${code}:state`))!) as { phase: string; seats: { nickname: string; score: number }[] };
-      assert.equal(state.phase, 'podium');
-      assert.deepEqual(state.seats.map((s) => s.nickname).sort(), ['Ada', 'Bo']);
+      const saved = JSON.parse((await r.get(`${REDIS_PREFIX}:play:room:${code}:state`))!) as { owner: string; state: { phase: string; seats: { id: string; nickname: string; score: number }[] }; sockets: Record<string, { node: string }> };
+      assert.equal(saved.state.phase, 'podium');
+      assert.deepEqual(saved.state.seats.map((s) => s.nickname).sort(), ['Ada', 'Bo']);
+      assert.equal(saved.owner, await r.get(`${REDIS_PREFIX}:play:room:${code}:owner`));
+      assert.equal(saved.sockets[joinedB.seat]!.node !== saved.owner, true, "Bo's socket is on the other node");
       assert.equal(await r.get(`${REDIS_PREFIX}:play:room:${code}:owner`) !== null, true);
     } finally {
       r.disconnect();
@@ -245,5 +247,61 @@ describe('scale-out: redis-server, two web nodes, one clip-studio worker', { ski
     // Bo leaves from node B; Ada sees it.
     bo.c.emit('play:leave', {});
     await ada.waitFor('play:state', (p) => (p.seats as unknown[]).length === 1);
+  });
+
+  it('a web node killed mid-game: a node with players in its room takes the room over and the game goes on', { timeout: 120_000 }, async () => {
+    // A third web node as its own process (`clip-studio serve --api-only`), so it can really die.
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'cli/bin.mjs'), 'serve', '--api-only'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: redis.url, NODE_ENV: 'test', CLIP_STUDIO_BACKEND: 'cpu', CLIP_STUDIO_DATA: dir(), CLIP_STUDIO_ROOM_LEASE_MS: '1500' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the web node did not start in 60 s:\n${log}`)), 60_000);
+        child.stdout!.on('data', () => { if (log.includes('CLIP Studio on http')) { clearTimeout(timer); resolve(); } });
+        child.once('exit', (c) => { clearTimeout(timer); reject(new Error(`the web node exited with ${c}:\n${log}`)); });
+      });
+      const cy = await recordingClient(`http://127.0.0.1:${port}`);
+      clients.push(cy.c);
+      const bo = await client(1);
+      const dan = await client(0);
+      cy.c.emit('play:create', { nickname: 'Cy', settings: { rounds: 2, seconds: 30 } });
+      const code = ((await cy.waitFor('play:joined')).payload as { code: string }).code;
+      bo.c.emit('play:join', { code, nickname: 'Bo' });
+      const bo0 = (await bo.waitFor('play:joined')).payload as { seat: string };
+      dan.c.emit('play:join', { code, nickname: 'Dan' });
+      await dan.waitFor('play:joined');
+      cy.c.emit('play:start', {});
+      await bo.waitFor('play:state', (p) => p.phase === 'drawing');
+      await new Promise((res) => setTimeout(res, 400)); // the owner's coalesced save (250 ms)
+
+      child.kill('SIGKILL'); // no goodbye: its lease lapses (1.5 s)
+      await new Promise((res) => child.once('exit', res));
+      const t0 = Date.now();
+      // Node A or B claims the room (one wins) and tells everyone reachable where the game stands.
+      const resumed = await bo.waitFor('play:state', (p) => (p.seats as { nickname: string; connected: boolean }[]).some((s) => s.nickname === 'Cy' && !s.connected), 15_000);
+      assert.equal(resumed.payload.phase, 'drawing', 'the round goes on');
+      await dan.waitFor('play:state', (p) => (p.seats as { nickname: string; connected: boolean }[]).some((s) => s.nickname === 'Cy' && !s.connected), 5_000);
+      const owners = [nodes[0]!.game.room(code), nodes[1]!.game.room(code)].filter(Boolean);
+      assert.equal(owners.length, 1, 'exactly one node took the room');
+      console.log(`# room ${code} taken over ${((Date.now() - t0) / 1000).toFixed(1)} s after its owner was killed (lease 1.5 s)`);
+
+      // Commands work again, from both nodes: a live drawing gets CLIP's guesses, and after the
+      // dead host's grace the host role passes to a living player, who can end the round.
+      const ack = await bo.c.timeout(30_000).emitWithAck('play:draw', { round: 1, png: await doodle('house', 4) });
+      assert.deepEqual(ack, { ok: true });
+      const guesses = await bo.waitFor('play:guesses', (p) => p.seat === bo0.seat, 30_000);
+      assert.ok((guesses.payload.guesses as unknown[]).length > 0);
+      const handed = await bo.waitFor('play:state', (p) => (p.seats as { nickname: string; host: boolean }[]).some((s) => s.host && s.nickname !== 'Cy'), 20_000);
+      const host = (handed.payload.seats as { nickname: string; host: boolean }[]).find((s) => s.host)!.nickname;
+      assert.ok(['Bo', 'Dan'].includes(host));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
   });
 });

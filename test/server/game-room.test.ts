@@ -348,6 +348,46 @@ describe('game room', () => {
     assert.equal(seeded.room.state.round!.prompt.label, room.state.round!.prompt.label, 'the same seed picks the same prompt');
   });
 
+  it('a room restored by another server (take-over): reachable seats carry on, the others drop, the host role passes, a round being judged is judged again', () => {
+    const { room, join, effects, clock } = setup(12);
+    const ada = join('Ada'), bo = join('Bo'), cy = join('Cy');
+    room.configure(ada.seat.id, { rounds: 2, seconds: 15 });
+    room.start(ada.seat.id);
+    const saved = JSON.parse(JSON.stringify(room.state)) as RoomState;
+
+    // Ada's socket died with the old owner; Bo's and Cy's are reachable from the new one.
+    clock.t += 2_000;
+    const bo2 = new FakeSocket('Bo'), cy2 = new FakeSocket('Cy');
+    const restored = Room.restore(saved, { clock, packs: PACKS, effects, timing: TIMING }, new Map([[bo.seat.id, bo2], [cy.seat.id, cy2]]));
+    const view = bo2.state; // everyone reachable is told the room's state at once
+    assert.equal(view.phase, 'drawing');
+    assert.deepEqual(view.seats.map((s) => [s.nickname, s.connected]), [['Ada', false], ['Bo', true], ['Cy', true]]);
+    assert.equal(restored.seat(ada.seat.id)!.droppedAt, clock.t, 'the host dropped when the old owner did');
+    assert.equal(restored.state.hostSeat, ada.seat.id, 'a reload does not cost the host role…');
+
+    // The round's clock runs on: live drawings and the bell reach the reattached sockets.
+    restored.liveDrawing(cy.seat.id, 1, png('cy'));
+    clock.t = restored.nextDeadline()!;
+    restored.tick();
+    assert.equal(restored.state.hostSeat, bo.seat.id, '…but its grace does (10 s)');
+    for (let guard = 0; guard < 4 && restored.state.phase === 'drawing'; guard++) { clock.t = restored.nextDeadline()!; restored.tick(); }
+    assert.deepEqual(cy2.last('play:bell'), { round: 1 });
+    expectGameError(() => restored.configure(ada.seat.id, { rounds: 1 }), 'NOT_HOST');
+
+    // A room saved while judging asks the judge again, and takes its answer.
+    restored.submit(bo.seat.id, 1, png('bo final'));
+    restored.submit(cy.seat.id, 1, png('cy final'));
+    assert.equal(restored.state.phase, 'judging');
+    const asked = effects.judgeRequests.length;
+    const judging = JSON.parse(JSON.stringify(restored.state)) as RoomState;
+    const bo3 = new FakeSocket('Bo');
+    const again = Room.restore(judging, { clock, packs: PACKS, effects, timing: TIMING }, new Map([[bo.seat.id, bo3]]));
+    assert.equal(effects.judgeRequests.length, asked + 1, 'judged again');
+    assert.deepEqual(effects.judgeRequests.at(-1)!.drawings.map((d) => d.seat).sort(), [bo.seat.id, cy.seat.id].sort());
+    assert.equal(again.judged(1, { [bo.seat.id]: verdict(80), [cy.seat.id]: verdict(40) }), true);
+    assert.equal(bo3.last<PlayReveal>('play:reveal').round, 1);
+  });
+
   it('errors carry a code and name the field (for play:error)', () => {
     const { room, join } = setup();
     const ada = join('Ada');
