@@ -85,7 +85,7 @@ export async function createStudioServer(opts: StudioServerOptions): Promise<Stu
   const scoring = new ScoringService(config, opts.manifestsDir ? { manifestsDir: opts.manifestsDir } : {});
   // REDIS_URL: socket.io's redis adapter and rooms hosted across nodes (server/cluster/).
   const scaleOut: RedisScaleOut | undefined = config.redisUrl ? await startRedisScaleOut(config.redisUrl, { leaseMs: config.roomLeaseMs }) : undefined;
-  const game = new GameServer({ scoring, hallOfFame: new HallOfFame(db), ...opts.game, ...(scaleOut ? { cluster: scaleOut.rooms } : {}) });
+  const game = new GameServer({ scoring, hallOfFame: scaleOut?.hallOfFame ?? new HallOfFame(db), ...opts.game, ...(scaleOut ? { cluster: scaleOut.rooms } : {}) });
   // Caption jobs run in this process on the same scorer (ORT is async); a small queue bounds them.
   const captions = new CaptionService({ config, scoring, uploads: generate.uploads });
 

@@ -4,12 +4,15 @@
  * room directory (./rooms.ts).
  */
 import { createAdapter } from '@socket.io/redis-adapter';
+import { RedisHallOfFame } from './hall-of-fame';
 import { GameCluster } from './rooms';
 import { redisConnection } from '../jobs/bullmq';
 
 export interface RedisScaleOut {
   adapter: ReturnType<typeof createAdapter>;
   rooms: GameCluster;
+  /** Play's hall of fame, shared by every node. */
+  hallOfFame: RedisHallOfFame;
   close(): Promise<void>;
 }
 
@@ -18,13 +21,17 @@ export async function startRedisScaleOut(url: string, opts: { leaseMs?: number }
   const sub = pub.duplicate();
   for (const c of [pub, sub]) c.on('error', (err: Error) => console.error(`[socket.io] redis: ${err.message}`));
   const rooms = await GameCluster.start({ url, ...opts });
+  const store = redisConnection(url);
+  store.on('error', (err: Error) => console.error(`[play] hall of fame redis: ${err.message}`));
   return {
     adapter: createAdapter(pub, sub),
     rooms,
+    hallOfFame: new RedisHallOfFame(store),
     close: async () => {
       await rooms.close();
       pub.disconnect();
       sub.disconnect();
+      store.disconnect();
     },
   };
 }

@@ -28,7 +28,7 @@ import {
   PlayJoinSchema, PlayServerEvent, PlaySettingsSchema, parsePayload,
   type ClientToServer, type PlayError, type ServerToClient,
 } from '../protocol';
-import type { HallOfFame } from '../store/hall-of-fame';
+import type { HallOfFameStore } from '../store/hall-of-fame';
 import { BLANK_INK, checkDrawingHeader, decodeDrawing, reencode, validateDrawing } from './drawing';
 import { GameError } from './errors';
 import { Judge } from './judge';
@@ -39,7 +39,7 @@ import { Room, type Clock, type RoomEffects, type RoomSocket, type RoomState, ty
 export interface GameServerOptions {
   /** The server's shared scorer (server/scoring.ts). */
   scoring: { get(): Promise<ClipScorer> };
-  hallOfFame?: HallOfFame;
+  hallOfFame?: HallOfFameStore;
   /** Default: every pack in prompts/game/. */
   packs?: GamePack[];
   clock?: Clock;
@@ -269,7 +269,7 @@ export class GameServer {
       const inRoom = conn.code ? this.rooms.get(conn.code)?.room.pack.id : undefined;
       const pack = req?.pack ?? inRoom ?? packs[0]!.id;
       if (!this.allPacks.some((p) => p.id === pack)) throw new GameError('INVALID', `There is no prompt pack "${pack}".`, 'pack');
-      const groups = this.opts.hallOfFame?.best(pack, 3) ?? [];
+      const groups = (await this.opts.hallOfFame?.best(pack, 3)) ?? [];
       socket.emit(PlayServerEvent.hallOfFame, {
         pack,
         prompts: groups.map((g) => ({
@@ -519,12 +519,13 @@ export class GameServer {
       roundScored: (result) => {
         const entries = result.entries.filter((e) => e.clipScore > 0);
         if (!this.opts.hallOfFame || !entries.length) return;
+        const failed = (err: unknown) => this.log(`[play] room ${code}: could not save to the hall of fame: ${(err as Error)?.message ?? err}`);
         try {
-          this.opts.hallOfFame.add(entries.map((e) => ({
+          void Promise.resolve(this.opts.hallOfFame.add(entries.map((e) => ({
             pack: result.pack, prompt: result.prompt.label, nickname: e.nickname, score: e.clipScore, png: Buffer.from(e.png, 'base64'),
-          })));
+          })))).catch(failed);
         } catch (err) {
-          this.log(`[play] room ${code}: could not save to the hall of fame: ${(err as Error)?.message ?? err}`);
+          failed(err);
         }
       },
     };

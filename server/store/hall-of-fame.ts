@@ -24,13 +24,21 @@ export interface HallOfFameEntry {
 
 export type NewHallOfFameEntry = Omit<HallOfFameEntry, 'id' | 'createdAt'>;
 
+/** Where the hall of fame lives: this SQLite store, or Redis across web nodes (server/cluster/hall-of-fame.ts). */
+export interface HallOfFameStore {
+  /** Add drawings; each (pack, prompt) then keeps only its best. Returns the ids that made it. */
+  add(entries: readonly NewHallOfFameEntry[]): string[] | Promise<string[]>;
+  /** The best entries of a pack, grouped by prompt (best first in each; prompts by their best score). */
+  best(pack: string, perPrompt?: number): { prompt: string; entries: HallOfFameEntry[] }[] | Promise<{ prompt: string; entries: HallOfFameEntry[] }[]>;
+}
+
 interface Row { id: string; created_at: string; pack: string; prompt: string; nickname: string; score: number; png: Buffer }
 
 const fromRow = (r: Row): HallOfFameEntry => ({
   id: r.id, createdAt: r.created_at, pack: r.pack, prompt: r.prompt, nickname: r.nickname, score: r.score, png: r.png,
 });
 
-export class HallOfFame {
+export class HallOfFame implements HallOfFameStore {
   constructor(private readonly db: Db, private readonly keep = 5) {
     if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`The \`keep\` option must be a positive integer, got ${keep}.`);
   }

@@ -8,7 +8,8 @@
  * - BullMQ's rules: an engine error is final (one attempt); a crashed engine thread is retried
  *   (two attempts); a worker process killed mid-job has the job taken over by another worker.
  * - Two players on nodes A and B play a round in one room with the demo CLIP judging: both see
- *   the same states, guesses, one bell, the reveal and the podium; the room's state is in Redis.
+ *   the same states, guesses, one bell, the reveal and the podium; the room's state and the hall
+ *   of fame are in Redis. A web node killed mid-round has its room taken over by another.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,7 @@ import type { Socket } from 'socket.io-client';
 import { createRng, encodePng, renderSampleSync } from '../../engine/index';
 import { loadConfig } from '../../server/config';
 import { createStudioServer, type StudioServer } from '../../server/create';
+import { RedisHallOfFame } from '../../server/cluster/hall-of-fame';
 import { JOB_QUEUE_NAME, REDIS_PREFIX } from '../../server/jobs/bullmq';
 import type { JobEvent } from '../../server/jobs/queue';
 import { REPO_ROOT } from '../helpers/fixtures';
@@ -244,9 +246,57 @@ describe('scale-out: redis-server, two web nodes, one clip-studio worker', { ski
       r.disconnect();
     }
 
+    // One hall of fame for every node (in Redis): the round's scored drawings show on A and on B alike.
+    const scored = (revealA.payload.entries as { nickname: string; clipScore: number }[]).filter((e) => e.clipScore > 0).map((e) => e.nickname).sort();
+    assert.ok(scored.length > 0, 'the judge scored the drawings');
+    const halls = [];
+    for (const p of [ada, bo]) {
+      p.c.emit('play:hall-of-fame:get', {});
+      const hall = (await p.waitFor('play:hall-of-fame')).payload as { prompts: { prompt: string; entries: { nickname: string; score: number }[] }[] };
+      halls.push(hall.prompts.filter((g) => g.prompt === prompt).flatMap((g) => g.entries.map((e) => e.nickname)).sort());
+    }
+    assert.deepEqual(halls[0], scored, 'node A shows the round\'s drawings');
+    assert.deepEqual(halls[1], scored, 'node B shows the same');
+
     // Bo leaves from node B; Ada sees it.
     bo.c.emit('play:leave', {});
     await ada.waitFor('play:state', (p) => (p.seats as unknown[]).length === 1);
+  });
+
+  it('the Redis hall of fame keeps the best drawings per prompt, the same contract as SQLite\'s, with two nodes adding at once', async () => {
+    const conn = new Redis(redis.url);
+    try {
+      const hall = new RedisHallOfFame(conn, 2);
+      const other = new RedisHallOfFame(conn, 2);
+      const png = Buffer.from('png');
+      const [k1, k2] = await Promise.all([
+        hall.add([
+          { pack: 'hof-p', prompt: 'house', nickname: 'A', score: 40, png },
+          { pack: 'hof-p', prompt: 'house', nickname: 'B', score: 90, png },
+          { pack: 'hof-p', prompt: 'tree', nickname: 'D', score: 20, png },
+        ]),
+        other.add([
+          { pack: 'hof-p', prompt: 'house', nickname: 'C', score: 10, png },
+          { pack: 'hof-q', prompt: 'house', nickname: 'E', score: 99, png },
+        ]),
+      ]);
+      assert.equal(k1.length + k2.length <= 5, true);
+      const best = await hall.best('hof-p');
+      assert.deepEqual(best.map((g) => [g.prompt, g.entries.map((e) => [e.nickname, e.score])]), [['house', [['B', 90], ['A', 40]]], ['tree', [['D', 20]]]]);
+      assert.deepEqual(best[0]!.entries[0]!.png, png);
+      assert.equal((await conn.zcard(`${REDIS_PREFIX}:hof:hof-p:p:house`)), 2, 'trimmed to 2');
+      assert.equal((await conn.keys(`${REDIS_PREFIX}:hof:entry:*`)).length >= 4, true);
+      const orphans = [];
+      for (const key of await conn.keys(`${REDIS_PREFIX}:hof:entry:*`)) {
+        const id = key.split(':').at(-1)!;
+        const h = await conn.hgetall(key);
+        if ((await conn.zscore(`${REDIS_PREFIX}:hof:${h.pack}:p:${encodeURIComponent(h.prompt!)}`, id)) === null) orphans.push(h.nickname);
+      }
+      assert.deepEqual(orphans, [], 'no drawing outlives its place');
+      assert.deepEqual((await hall.best('hof-q')).map((g) => g.entries[0]!.nickname), ['E']);
+    } finally {
+      conn.disconnect();
+    }
   });
 
   it('a web node killed mid-game: a node with players in its room takes the room over and the game goes on', { timeout: 120_000 }, async () => {
