@@ -20,6 +20,7 @@ import { parseClipConfig, type ClipConfig } from '../models/config';
 import { ClipTokenizer } from '../models/tokenizer';
 import { initBackend, tf } from '../runtime/tf';
 import { clipBatch, demoTokenIds, labelPrompts, tokenRows, type ClipBatch } from './clip-data';
+import { isDataParallelWorker, runDataParallel, workerExchange, workerFailed, workerFinished, workerPayload, type GradientExchange } from './data-parallel';
 import { AdamW, secondsSince, seededNormal, warmupCosine } from './train-common';
 
 /** Seeds of the training stream; evaluation uses DEMO_EVAL_SEED, which training never draws. */
@@ -210,6 +211,12 @@ export interface TrainOptions {
   auxHeads?: boolean;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
   until?: number;
+  /**
+   * Data-parallel replica (data-parallel.ts): this replica draws shard `shard` of every batch
+   * (batchSize / shards pictures, its own contrastive batch) and steps with the mean gradient
+   * of all shards. Only shard 0 logs and writes checkpoints.
+   */
+  exchange?: GradientExchange;
 }
 
 export interface TrainedClip {
@@ -221,6 +228,8 @@ export interface TrainedClip {
   steps: number;
   /** The step this run started at (0, or where it resumed). */
   startedAt: number;
+  /** Seconds trained before this run (from the checkpoint it resumed). */
+  secondsBefore: number;
 }
 
 function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
@@ -251,7 +260,12 @@ function labelTensors(b: ClipBatch, prompts: ReturnType<typeof labelPrompts> & {
  */
 export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   await initBackend();
-  const log = opts.log ?? (() => {});
+  const shards = opts.exchange?.shards ?? 1;
+  const shard = opts.exchange?.shard ?? 0;
+  if (opts.batchSize % shards !== 0) throw new RangeError(`The batch size (${opts.batchSize}) must divide evenly among ${shards} workers.`);
+  const shardBatch = opts.batchSize / shards;
+  const lead = shard === 0; // logs and checkpoints
+  const log = lead && opts.log ? opts.log : () => {};
   const tok = await ClipTokenizer.load();
   const tokenIds = demoTokenIds(tok);
   const configJson = demoClipConfigJson(opts.sizes, tokenIds.length);
@@ -289,7 +303,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   const t0 = performance.now();
   const readEvery = opts.readEvery ?? 10;
   const checkpoint = async (step: number) => {
-    if (!opts.checkpointDir) return;
+    if (!opts.checkpointDir || !lead) return;
     mkdirSync(opts.checkpointDir, { recursive: true });
     writeFileSync(join(opts.checkpointDir, 'config.json'), JSON.stringify(configJson, null, 2));
     writeFileSync(join(opts.checkpointDir, 'preprocessor_config.json'), JSON.stringify(demoPreprocessorJson(opts.sizes), null, 2));
@@ -322,16 +336,22 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   const stopAt = Math.min(opts.steps, opts.until ?? opts.steps);
   for (let step = start; step < stopAt; step++) {
     const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
-    const batch = clipBatch(opts.seed, opts.fixedBatch ? 0 : step, { batchSize: opts.batchSize, pre: config.preprocess, tok, labelMix: withLabels });
+    // One worker: batch `step` of the stream. Several: shard k of step s is batch s·shards + k
+    // of the stream at the shard's size.
+    const batchIndex = opts.fixedBatch ? 0 : step * shards + shard;
+    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels });
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
-    const t = batchTensors(batch, opts.batchSize, S);
+    const t = batchTensors(batch, shardBatch, S);
     const labels = withLabels ? labelTensors(batch, prompts) : undefined;
     const withHeads = labels ? heads : undefined;
-    const { value, grads } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads), withHeads ? [...vars, ...withHeads.weights] : vars);
+    const trained = withHeads ? [...vars, ...withHeads.weights] : vars;
+    const { value, grads: own } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads), trained);
+    const grads = opts.exchange ? await averaged(opts.exchange, step, trained, own) : own;
     opt.step(grads, lr);
     if (withHeads) headOpt!.step(grads, lr);
     tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
     tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
+    if (grads !== own) tf.dispose(Object.values(own));
     if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
     if ((step + 1) % readEvery === 0 || step === start || step + 1 === stopAt) {
       const loss = (await value.data())[0]!;
@@ -340,7 +360,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
       const elapsed = secondsSince(t0);
       const scale = Math.exp((await weights.logitScale.data())[0]!);
       log(`step ${step + 1}/${opts.steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} scale ${scale.toFixed(1)} ` +
-        `${((step + 1 - start) * opts.batchSize / elapsed).toFixed(1)} img/s ${elapsed.toFixed(0)} s tensors ${tf.memory().numTensors}`);
+        `${((step + 1 - start) * opts.batchSize / elapsed).toFixed(1)} img/s ${elapsed.toFixed(0)} s tensors ${tf.memory().numTensors}${shards > 1 ? ` (${shards} workers; loss of shard 0)` : ''}`);
       if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step + 1}`);
     }
     value.dispose();
@@ -349,7 +369,22 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   opt.dispose();
   headOpt?.dispose();
   if (heads) tf.dispose(heads.weights);
-  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start };
+  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start, secondsBefore };
+}
+
+/**
+ * The mean of every replica's gradients (GradientExchange), as a variableGrads-style map. The
+ * order of `vars` is the agreed order: every replica builds the same model.
+ */
+async function averaged(exchange: GradientExchange, step: number, vars: tf.Variable[], grads: tf.NamedTensorMap): Promise<tf.NamedTensorMap> {
+  const arrays = await Promise.all(vars.map(async (v) => {
+    const g = grads[v.name];
+    return g ? ((await g.data()) as Float32Array).slice() : new Float32Array(v.size);
+  }));
+  const mean = await exchange.average(step, arrays);
+  const out: tf.NamedTensorMap = {};
+  vars.forEach((v, i) => { if (grads[v.name]) out[v.name] = tf.tensor(mean[i]!, v.shape); });
+  return out;
 }
 
 /** Write config.json, preprocessor_config.json and model.safetensors (float16) into `dir`. */
@@ -362,47 +397,83 @@ export async function saveDemoClip(dir: string, trained: TrainedClip, sizes: Dem
   });
 }
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> = {
-  steps: 800, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 0, auxHeads: true,
+const argOf = (args: readonly string[], name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
 };
 
-/** `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`. */
-export async function main(): Promise<void> {
+export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> & { workers: number } = {
+  steps: 800, batchSize: 64, peakLr: 1e-3, warmup: 50, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 0, auxHeads: true,
+  // Part of the recipe (each worker draws its own shard of every batch), whatever the core count.
+  workers: 1,
+};
+
+/**
+ * `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`.
+ * `--workers N` (default 2) trains N data-parallel replicas in worker threads (data-parallel.ts).
+ */
+export async function main(args: readonly string[] = process.argv.slice(2)): Promise<TrainSummary[]> {
+  if (isClipWorker()) {
+    try {
+      workerFinished(await train(workerPayload<{ args: string[] }>().args, workerExchange()));
+    } catch (err) {
+      workerFailed(err);
+    }
+    return [];
+  }
+  const workers = Number(argOf(args, 'workers') ?? DEFAULT_TRAIN.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new RangeError(`--workers must be an integer 1–64, got ${argOf(args, 'workers')}`);
+  if (workers === 1) return [await train(args)];
+  console.log(`training with ${workers} data-parallel workers (worker threads)`);
+  return (await runDataParallel(new URL(import.meta.url), workers, { job: 'demo-clip', args: [...args] })) as TrainSummary[];
+}
+
+/** What each replica reports at the end: where it stopped and a checksum of its weights (replicas must agree). */
+export interface TrainSummary { steps: number; checksum: number; lastLoss: number | undefined }
+
+const isClipWorker = () => isDataParallelWorker() && workerPayload<{ job?: string }>().job === 'demo-clip';
+
+async function train(args: readonly string[], exchange?: GradientExchange): Promise<TrainSummary> {
+  const arg = (name: string) => argOf(args, name);
   const out = resolve(arg('out') ?? 'models/demo-clip');
   const steps = Number(arg('steps') ?? DEFAULT_TRAIN.steps);
   const batchSize = Number(arg('batch') ?? DEFAULT_TRAIN.batchSize);
   const checkpointDir = resolve(arg('checkpoints') ?? 'scratch/demo-clip-checkpoint');
   const until = arg('until') === undefined ? undefined : Number(arg('until'));
-  const auxHeads = !process.argv.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
+  const auxHeads = !args.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
+  const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
     ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads,
-    resume: process.argv.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}),
+    resume: args.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}), ...(exchange ? { exchange } : {}),
   });
+  let checksum = 0;
+  for (const t of weightTensors(trained.weights)) if (t.dtype === 'float32') for (const v of await t.data()) checksum += v;
+  const summary: TrainSummary = { steps: trained.steps, checksum, lastLoss: trained.losses.at(-1)?.loss };
+  if (!lead) {
+    disposeAll(trained.weights);
+    return summary;
+  }
   if (trained.steps < steps) {
     // A first phase (--until): the checkpoint holds it; the next run resumes from there.
     console.log(`stopped at step ${trained.steps} of ${steps}; checkpoint in ${checkpointDir} (resume with --resume)`);
     disposeAll(trained.weights);
-    return;
+    return summary;
   }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, batchSize, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);
   console.log(`saved ${out} after ${trained.seconds.toFixed(0)} s`);
   disposeAll(trained.weights);
+  return summary;
 }
 
 function disposeAll(w: ClipWeights): void {
   for (const t of weightTensors(w)) t.dispose();
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('train-clip.ts')) {
+if (isClipWorker() || import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('train-clip.ts')) {
   await main();
 }

@@ -97,6 +97,22 @@ interface Slot {
 /** Consecutive workers that die before becoming ready: a broken install, not a bad job. */
 const MAX_BOOT_FAILURES = 3;
 
+/**
+ * A worker thread running a TypeScript module: started through tsx's ESM API from a tiny eval'd
+ * bootstrap (see the file comment for why not `execArgv: ['--import', 'tsx']`).
+ *
+ * @example
+ * const worker = startTsWorker(new URL('./job-worker.ts', import.meta.url), { backend: 'wasm' });
+ */
+export function startTsWorker(entry: URL, workerData: unknown): Worker {
+  const api = import.meta.resolve('tsx/esm/api');
+  const boot =
+    `import(${JSON.stringify(api)})` +
+    `.then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
+  // execArgv: [] so the worker does not inherit the parent's loader flags and register tsx twice.
+  return new Worker(boot, { eval: true, execArgv: [], workerData });
+}
+
 export class WorkerPool {
   readonly size: number;
   readonly queueLimit: number;
@@ -269,12 +285,7 @@ export class WorkerPool {
 
   private spawn(): void {
     if (this.closed) return;
-    const api = import.meta.resolve('tsx/esm/api');
-    const boot =
-      `import(${JSON.stringify(api)})` +
-      `.then(({ register }) => { register(); return import(${JSON.stringify(this.entry.href)}); });`;
-    // execArgv: [] so the worker does not inherit the parent's loader flags and register tsx twice.
-    const worker = new Worker(boot, { eval: true, execArgv: [], workerData: this.workerOptions });
+    const worker = startTsWorker(this.entry, this.workerOptions);
     const slot: Slot = { worker, ready: false, retiring: false };
     this.slots.add(slot);
     this.updateRefs();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
+import { main, saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
 import { demoTokenIds } from '../../../engine/demo/clip-data';
 import { readSafetensors } from '../../../engine/io/safetensors';
 import { encodeText, loadClip } from '../../../engine/models/clip';
@@ -95,6 +95,22 @@ test('auxiliary heads train beside the label term, a run stops at `until`, resum
     assert.ok(headsAt4.some((x, i) => Math.abs(x - headsAt2[i]!) > 1e-6), 'the heads kept training after the resume');
     for (const t of weightTensors(resumed.weights)) t.dispose();
     assert.equal(tf.memory().numTensors, before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('two data-parallel workers (worker threads) step with the mean gradient and stay identical; shard 0 saves the model', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'clip-studio-dp-'));
+  try {
+    const out = join(dir, 'model'), ckpt = join(dir, 'ckpt');
+    const summaries = await main(['--workers', '2', '--steps', '3', '--batch', '8', '--out', out, '--checkpoints', ckpt]);
+    assert.equal(summaries.length, 2);
+    assert.deepEqual(summaries.map((s) => s.steps), [3, 3]);
+    assert.equal(summaries[0]!.checksum, summaries[1]!.checksum, 'the replicas hold the same weights');
+    assert.ok(summaries.every((s) => Number.isFinite(s.lastLoss)));
+    assert.notEqual(summaries[0]!.lastLoss, summaries[1]!.lastLoss, 'each worker trained on its own shard');
+    assert.ok(existsSync(join(out, 'model.safetensors')) && existsSync(join(out, 'training.json')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
