@@ -1,6 +1,7 @@
 /**
- * `npm run train:demo`: train the bundled demo models from their seeds, one after the other
- * (each uses both cores): the CLIP (train-clip.ts → models/demo-clip), then the VQGAN
+ * `npm run train:demo`: train the bundled demo models from their seeds, one after the other:
+ * the CLIP (train-clip.ts → models/demo-clip; its second phase runs two data-parallel worker
+ * threads, as tfjs-wasm computes on one thread in Node), then the VQGAN
  * (train-vqgan.ts → models/demo-vqgan). Each model is trained in the phases that made the
  * bundled one (see each model's README.md), every phase in its own process, so a crash leaves
  * the last checkpoint intact. Arguments after `--` go to every phase; `--only clip|vqgan` runs one.
@@ -18,14 +19,9 @@ const rest = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only');
 const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
   clip: {
     file: './train-clip.ts',
-    runs: [
-      // 200 steps of a 640-step schedule with the label term and no auxiliary heads …
-      ['--steps', '640', '--until', '200', '--no-aux'],
-      // … then auxiliary heads on, on a 480-step schedule to step 300 …
-      ['--resume', '--steps', '480', '--until', '300'],
-      // … and on from there, the schedule lengthened to end at step 800.
-      ['--resume', '--steps', '800'],
-    ],
+    // Contrastive, label and auxiliary-head terms from step 1, batches of 64: 2,000 steps in one
+    // process, then on to 3,600 with two data-parallel workers (a cosine restarted at step 2,000).
+    runs: [['--steps', '2000', '--workers', '1'], ['--resume', '--steps', '3600', '--workers', '2']],
   },
   vqgan: {
     file: './train-vqgan.ts',
