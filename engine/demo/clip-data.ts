@@ -16,27 +16,33 @@ const an = (w: string) => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`;
  * "a {shape}", "a {color} shape", "a drawing of a {subject}". Each is a caption the world (or
  * extraCaptions) gives a picture: a lone red circle is "a circle" and "a red shape".
  */
-export function labelPrompts(): { texts: string[]; groups: { name: 'shape' | 'color' | 'subject'; start: number; size: number }[] } {
+export type LabelGroupName = 'shape' | 'color' | 'subject' | 'background';
+
+export function labelPrompts(opts: { background?: boolean } = {}): { texts: string[]; groups: { name: LabelGroupName; start: number; size: number }[] } {
   const v = worldVocabulary();
   const texts = [...v.shapes.map(an), ...v.colors.map((c) => `${an(c)} shape`), ...v.subjects.map((s) => `a drawing of ${an(s)}`)];
-  return {
-    texts,
-    groups: [
-      { name: 'shape', start: 0, size: v.shapes.length },
-      { name: 'color', start: v.shapes.length, size: v.colors.length },
-      { name: 'subject', start: v.shapes.length + v.colors.length, size: v.subjects.length },
-    ],
-  };
+  const groups: { name: LabelGroupName; start: number; size: number }[] = [
+    { name: 'shape', start: 0, size: v.shapes.length },
+    { name: 'color', start: v.shapes.length, size: v.colors.length },
+    { name: 'subject', start: v.shapes.length + v.colors.length, size: v.subjects.length },
+  ];
+  if (opts.background) {
+    // "a shape on a gray background": the generator's prompts name the background too.
+    groups.push({ name: 'background', start: texts.length, size: v.backgroundColors.length });
+    texts.push(...v.backgroundColors.map((c) => `a shape on ${an(c)} background`));
+  }
+  return { texts, groups };
 }
 
 /** Which label caption of each group fits a picture (-1: none does, e.g. a scene of two shapes). */
-export function labelTargets(s: WorldSample): { shape: number; color: number; subject: number } {
+export function labelTargets(s: WorldSample): Record<LabelGroupName, number> {
   const v = worldVocabulary();
   const one = s.labels.shapes?.length === 1 ? s.labels.shapes[0]! : undefined;
   return {
     shape: one ? v.shapes.indexOf(one.shape) : -1,
     color: one ? v.colors.indexOf(one.color) : -1,
     subject: s.labels.subject ? v.subjects.indexOf(s.labels.subject) : -1,
+    background: s.labels.background ? v.backgroundColors.indexOf(s.labels.background) : -1,
   };
 }
 
@@ -95,7 +101,7 @@ export interface ClipBatch {
   captions: string[];
   samples: WorldSample[];
   /** [B] per group: the fitting label caption's index in its group, or -1 (labelTargets). */
-  targets: { shape: Int32Array; color: Int32Array; subject: Int32Array };
+  targets: Record<LabelGroupName, Int32Array>;
 }
 
 export interface BatchOptions {
@@ -164,6 +170,9 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
   for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) matches[i * B + j] = positives[i]!.has(captions[j]!) ? 1 : 0;
   const { ids, tokens } = tokenRows(tok, captions, rng, opts.unknownChance ?? 0.1);
   const t = samples.map(labelTargets);
-  const targets = { shape: Int32Array.from(t, (x) => x.shape), color: Int32Array.from(t, (x) => x.color), subject: Int32Array.from(t, (x) => x.subject) };
+  const targets = {
+    shape: Int32Array.from(t, (x) => x.shape), color: Int32Array.from(t, (x) => x.color),
+    subject: Int32Array.from(t, (x) => x.subject), background: Int32Array.from(t, (x) => x.background),
+  };
   return { pixels, ids, tokens, matches, captions, samples, targets };
 }

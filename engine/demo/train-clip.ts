@@ -214,6 +214,10 @@ export interface TrainOptions {
   labelsFrom?: number;
   /** With the label term, also train auxiliary heads (AuxHeads) on the image embedding. */
   auxHeads?: boolean;
+  /** Add the background group ("a shape on a gray background") to the label term and heads. */
+  backgroundLabels?: boolean;
+  /** Learning-rate multiplier of the image tower (1: the same as the text tower). */
+  visionLrScale?: number;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
   until?: number;
   /**
@@ -290,7 +294,16 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   };
   visit(weights.vision.layers); visit(weights.text.layers);
   visit(weights.vision.projection); visit(weights.text.projection); visit(weights.vision.patch);
-  const opt = new AdamW(vars, decay, { weightDecay: opts.weightDecay });
+  const lrScale = new Map<tf.Variable, number>();
+  if ((opts.visionLrScale ?? 1) !== 1) {
+    const tower = (o: unknown): void => {
+      if (o instanceof tf.Variable) lrScale.set(o, opts.visionLrScale!);
+      else if (Array.isArray(o)) o.forEach(tower);
+      else if (o && typeof o === 'object' && !(o instanceof tf.Tensor)) Object.values(o).forEach(tower);
+    };
+    tower(weights.vision);
+  }
+  const opt = new AdamW(vars, decay, { weightDecay: opts.weightDecay, lrScale });
   const losses: { step: number; loss: number }[] = [];
   let start = 0;
   let secondsBefore = 0;
@@ -325,7 +338,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
     writeFileSync(ckptState!, JSON.stringify({ step, seconds: secondsBefore + secondsSince(t0), losses }));
   };
   const S = opts.sizes.imageSize;
-  const labelSet = labelPrompts();
+  const labelSet = labelPrompts({ background: opts.backgroundLabels ?? false });
   const prompts = { ...labelSet, rows: tokenRows(tok, labelSet.texts) };
   // Auxiliary heads: their own optimiser (no decay) and file, so a checkpoint without them resumes.
   const auxPath = opts.checkpointDir && join(opts.checkpointDir, 'aux-heads.safetensors');
@@ -446,9 +459,12 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   const checkpointDir = resolve(arg('checkpoints') ?? 'scratch/demo-clip-checkpoint');
   const until = arg('until') === undefined ? undefined : Number(arg('until'));
   const auxHeads = !args.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
+  const backgroundLabels = args.includes('--background-labels');
+  const visionLrScale = Number(arg('vision-lr-scale') ?? 1);
+  if (!(visionLrScale > 0 && visionLrScale <= 10)) throw new RangeError(`--vision-lr-scale must be a number in (0, 10], got ${arg('vision-lr-scale')}`);
   const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
-    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads,
+    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale,
     resume: args.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}), ...(exchange ? { exchange } : {}),
   });
   let checksum = 0;
@@ -466,7 +482,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

@@ -12,6 +12,8 @@ export interface AdamWOptions {
   eps?: number;
   /** Decoupled weight decay, applied only to the variables in `decay`. */
   weightDecay?: number;
+  /** A learning-rate multiplier per variable (1 for those not listed), e.g. a slower image tower. */
+  lrScale?: ReadonlyMap<tf.Variable, number>;
 }
 
 /**
@@ -30,12 +32,14 @@ export class AdamW {
   private readonly beta2: number;
   private readonly eps: number;
   private readonly weightDecay: number;
+  private readonly lrScale: ReadonlyMap<tf.Variable, number>;
 
   constructor(private readonly vars: tf.Variable[], private readonly decay: ReadonlySet<tf.Variable>, opts: AdamWOptions = {}) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.98; // CLIP's β2
     this.eps = opts.eps ?? 1e-6;
     this.weightDecay = opts.weightDecay ?? 0.1;
+    this.lrScale = opts.lrScale ?? new Map();
     const zeros = (x: tf.Variable) => {
       const z = tf.zerosLike(x);
       const v = tf.variable(z, false); // a variable keeps its own handle on the data
@@ -60,8 +64,9 @@ export class AdamW {
         this.m[i]!.assign(m);
         this.v[i]!.assign(v);
         const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), this.eps));
-        const decayed = this.decay.has(x) ? tf.mul(x, 1 - lr * this.weightDecay) : x;
-        x.assign(tf.sub(decayed, tf.mul(update, lr)));
+        const rate = lr * (this.lrScale.get(x) ?? 1);
+        const decayed = this.decay.has(x) ? tf.mul(x, 1 - rate * this.weightDecay) : x;
+        x.assign(tf.sub(decayed, tf.mul(update, rate)));
       });
     });
   }

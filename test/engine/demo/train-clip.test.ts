@@ -1,7 +1,8 @@
 /**
  * The demo CLIP trainer on a tiny config: a few steps run, the loss is finite and falls, no
  * tensor leaks, a checkpoint resumes, and the saved model loads with the real tokenizer's ids
- * (unknown words read the unknown row; padding to 77 changes nothing).
+ * (unknown words read the unknown row; padding to 77 changes nothing); the opt-in recipe
+ * options (a background label group, a per-tower learning rate) work.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,10 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main, saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
-import { demoTokenIds } from '../../../engine/demo/clip-data';
+import { demoTokenIds, labelPrompts, labelTargets } from '../../../engine/demo/clip-data';
+import { AdamW } from '../../../engine/demo/train-common';
+import { createRng } from '../../../engine/demo/rng';
+import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
 import { readSafetensors } from '../../../engine/io/safetensors';
 import { encodeText, loadClip } from '../../../engine/models/clip';
 import { weightTensors } from '../../../engine/models/clip-weights';
@@ -114,4 +118,44 @@ test('two data-parallel workers (worker threads) step with the mean gradient and
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the background label group: "a shape on a gray background" for every scene, none for a doodle', () => {
+  const plain = labelPrompts();
+  const withBg = labelPrompts({ background: true });
+  assert.deepEqual(plain.groups.map((g) => g.name), ['shape', 'color', 'subject'], 'off unless asked: the bundled recipe is unchanged');
+  const bg = withBg.groups.at(-1)!;
+  assert.equal(bg.name, 'background');
+  assert.equal(bg.start, plain.texts.length);
+  const names = worldVocabulary().backgroundColors;
+  assert.deepEqual(withBg.texts.slice(bg.start), names.map((c) => `a shape on ${/^[aeiou]/.test(c) ? 'an' : 'a'} ${c} background`));
+  for (let i = 0; i < 20; i++) {
+    const scene = renderSampleSync(createRng(900 + i), { size: 32, kind: 'scene' });
+    assert.equal(names[labelTargets(scene).background], scene.labels.background);
+    assert.equal(labelTargets(renderSampleSync(createRng(900 + i), { size: 32, kind: 'doodle' })).background, -1);
+  }
+});
+
+test('AdamW lrScale: a variable steps at its own multiple of the learning rate', () => {
+  const a = tf.variable(tf.zeros([3])), b = tf.variable(tf.zeros([3])), c = tf.variable(tf.zeros([3]));
+  const opt = new AdamW([a, b, c], new Set(), { weightDecay: 0, lrScale: new Map([[b, 0.5], [c, 0]]) });
+  const g = tf.tensor1d([1, -2, 3]);
+  opt.step({ [a.name]: g, [b.name]: g, [c.name]: g }, 0.1);
+  // Adam's first step moves every coordinate by lr·sign(g) (up to eps).
+  const [va, vb, vc] = [a, b, c].map((v) => Array.from(v.dataSync()));
+  va!.forEach((x, i) => assert.ok(Math.abs(x + 0.1 * Math.sign([1, -2, 3][i]!)) < 1e-5, `a ${va}`));
+  vb!.forEach((x, i) => assert.ok(Math.abs(x + 0.05 * Math.sign([1, -2, 3][i]!)) < 1e-5, `b ${vb}`));
+  assert.deepEqual(vc, [0, 0, 0]);
+  opt.dispose();
+  tf.dispose([a, b, c, g]);
+});
+
+test('a slower image tower and the background labels train together; the CLI rejects a bad --vision-lr-scale', async () => {
+  await initBackend();
+  const before = tf.memory().numTensors;
+  const trained = await trainClip({ ...base, steps: 3, labelsFrom: 0, auxHeads: true, backgroundLabels: true, visionLrScale: 0.2 });
+  assert.ok(trained.losses.every((l) => Number.isFinite(l.loss)), `losses ${trained.losses.map((l) => l.loss)}`);
+  for (const t of weightTensors(trained.weights)) t.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  await assert.rejects(main(['--workers', '1', '--steps', '1', '--vision-lr-scale', 'fast']), /--vision-lr-scale must be a number/);
 });
