@@ -16,7 +16,7 @@ import { worldVocabulary } from './world';
 
 interface TrainingRecord {
   seed: number; steps: number; batchSize: number; peakLr: number; warmup: number; weightDecay: number;
-  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; auxHeads?: boolean; auxFrom?: number; workers?: number; secondsBeforeResume?: number; resumedAt?: number; backend: string; losses: { step: number; loss: number }[];
+  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; auxHeads?: boolean; auxFrom?: number; workers?: number; backgroundLabels?: boolean; visionLrScale?: number; secondsBeforeResume?: number; resumedAt?: number; backend: string; losses: { step: number; loss: number }[];
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -91,15 +91,15 @@ positive (two doodles of a cat both fit "a sketch of a cat"); temperature learne
 steps, cosine decay. ${t.steps} steps of ${t.batchSize} pictures = ${(t.steps * t.batchSize).toLocaleString('en')} pictures,
 all fresh (no picture seen twice), none from the evaluation seeds.${t.labelsFrom !== undefined ? ` From step ${t.labelsFrom} on, each
 picture is also scored against every label caption of its kind — all shapes ("a circle", "a star",
-…), all colours ("a red shape", …), all doodle subjects ("a drawing of a cat", …) — in one more
+…), all colours ("a red shape", …), all doodle subjects ("a drawing of a cat", …)${t.backgroundLabels ? `, all
+backgrounds of a scene ("a shape on a gray background", …)` : ''} — in one more
 image→text cross-entropy term, and batches draw scenes twice as often as doodles, half of them
 with a single shape.` : ''}${t.auxHeads ? `
 
 **Auxiliary heads.** The label term alone stalls: while the image tower has no shape features,
 the loss is lowest when the text tower gives "a circle" and "a star" the same embedding, and then
 it sends the image tower no shape gradient at all (seen in an earlier run: after 200 steps the two
-captions had cosine 0.9995 and shape accuracy sat at chance). So three linear heads (shape,
-colour, subject) on the normalised image embedding add a cross-entropy term each from step 1, as
+captions had cosine 0.9995 and shape accuracy sat at chance). So ${t.backgroundLabels ? 'four linear heads (shape, colour, subject, background)' : 'three linear heads (shape, colour, subject)'} on the normalised image embedding add a cross-entropy term each from step 1, as
 a supervised classifier would; they keep distinct class directions while the image tower learns
 the features. They are used in training only and not saved: the bundled model is a plain CLIP.
 
@@ -107,7 +107,16 @@ the features. They are used in training only and not saved: the bundled model is
 sits at chance for its first ~15,000 pictures (measured: 8-way shape accuracy 13 % → 20 % only
 around picture 14,000). On tfjs-wasm, whose batched attention matmuls run at ~1 GFLOPS, patch 16
 trains about 4× more pictures per second than patch 8 (image tower alone: 58 vs 15 pictures/s),
-so the same minutes buy far more of the pictures it needs.` : ''}${t.resumedAt && t.secondsBeforeResume ? `
+so the same minutes buy far more of the pictures it needs.` : ''}${t.visionLrScale !== undefined && t.visionLrScale !== 1 ? `
+
+**A slower image tower.** The image tower's learning rate is ${t.visionLrScale}× the text tower's (peak
+${+(t.peakLr * t.visionLrScale).toPrecision(3)}). The same supervised shape probe at ${+(t.peakLr * t.visionLrScale).toPrecision(3)} reached 31 % after 54,000 pictures, where at
+${t.peakLr} it was still at chance (13–15 %) after 26,000.` : ''}${!t.resumedAt && (t.workers ?? 1) > 1 ? `
+
+**Workers.** Trained with ${t.workers} data-parallel workers from step 1 (engine/demo/data-parallel.ts: each worker
+thread trains on its share of every batch, ${t.batchSize / t.workers!} pictures that are also its contrastive batch, and every
+step applies the mean of their gradients; ${(t.steps * t.batchSize / t.seconds).toFixed(1)} pictures/s), because tfjs-wasm computes on one
+thread in Node.` : ''}${t.resumedAt && t.secondsBeforeResume ? `
 
 **Phases** (engine/demo/train.ts): steps 1–${t.resumedAt} in one process (${(t.resumedAt * t.batchSize / t.secondsBeforeResume).toFixed(1)} pictures/s); steps
 ${t.resumedAt + 1}–${t.steps} resumed from its checkpoint with ${t.workers ?? 1} data-parallel workers (engine/demo/data-parallel.ts: each worker
@@ -117,7 +126,7 @@ computes on one thread in Node. The schedule was lengthened to ${t.steps} steps 
 learning rate rose from its floor again and decayed anew.` : ''}
 
 Trained on the tfjs ${t.backend} backend of a 2-core machine in **${(t.seconds / 60).toFixed(1)} minutes**. ${t.labelsFrom === 0
-  ? `The loss (contrastive and label terms from step 1${t.auxHeads ? (t.auxFrom ? `, auxiliary heads from step ${t.auxFrom}` : ' and auxiliary heads') : ''}) was ${loss(0).loss.toFixed(2)} at step ${loss(0).step} and ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings; at chance each label term alone is ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} and the contrastive term ln ${t.batchSize / (t.workers ?? 1)} = ${Math.log(t.batchSize / (t.workers ?? 1)).toFixed(2)}${(t.workers ?? 1) > 1 ? ' (the last readings are worker 0\'s loss on its share of the batch)' : ''}.`
+  ? `The loss (contrastive and label terms from step 1${t.auxHeads ? (t.auxFrom ? `, auxiliary heads from step ${t.auxFrom}` : ' and auxiliary heads') : ''}) was ${loss(0).loss.toFixed(2)} at step ${loss(0).step} and ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings; at chance each label term alone is ln 8 + ln 8 + ln 28${t.backgroundLabels ? ' + ln 9' : ''} = ${(2 * Math.log(8) + Math.log(28) + (t.backgroundLabels ? Math.log(9) : 0)).toFixed(2)} and the contrastive term ln ${t.batchSize / (t.workers ?? 1)} = ${Math.log(t.batchSize / (t.workers ?? 1)).toFixed(2)}${(t.workers ?? 1) > 1 ? ' (the last readings are worker 0\'s loss on its share of the batch)' : ''}.`
   : `Contrastive loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; with the label term added${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.`}
 
 ## Evaluation (evaluation seed ${evaluation.seed}, never used in training)

@@ -3,6 +3,7 @@
  *
  *   shape    single-shape scenes, labels "a {shape}"               (acceptance ≥ 95 %)
  *   colour   the same scenes, labels "a {color} shape"              (≥ 95 %)
+ *   background  the same scenes, "a shape on a {color} background" (no target: generation's prompts name it)
  *   doodle   doodles, labels "a drawing of a {subject}"             (≥ 90 %)
  *   recall   text→image recall@1 over 100 random pictures and their captions (≥ 80 %): strict
  *            (the caption's own picture ranks first) and fair (the first picture is one the
@@ -121,6 +122,8 @@ export async function evaluateDemoClip(modelDir: string, opts: { n?: number; log
     log(`${figures.at(-1)!.name}: ${figures.at(-1)!.accuracy}`);
     figures.push(await zeroShot('colour, "a {color} shape"', clip, tok, single.map((s) => s.image), shapeOf.map((s) => s.color), v.colors, (c) => `${/^[aeiou]/.test(c) ? 'an' : 'a'} ${c} shape`, 0.95));
     figures.push(await zeroShot('colour, "a {color} shape" (strict article "a")', clip, tok, single.map((s) => s.image), shapeOf.map((s) => s.color), v.colors, (c) => `a ${c} shape`));
+    // Not an acceptance figure, but generation prompts name the background ("… on a gray background").
+    figures.push(await zeroShot('background, "a shape on a {color} background"', clip, tok, single.map((s) => s.image), single.map((s) => s.labels.background!), v.backgroundColors, (c) => `a shape on ${/^[aeiou]/.test(c) ? 'an' : 'a'} ${c} background`));
     const doodles = worldSamples(2, n, 'doodle');
     figures.push(await zeroShot('doodle, "a drawing of a {subject}"', clip, tok, doodles.map((s) => s.image), doodles.map((s) => s.labels.subject!), v.subjects, (c) => `a drawing of ${/^[aeiou]/.test(c) ? 'an' : 'a'} ${c}`, 0.9));
     log(`${figures.at(-1)!.name}: ${figures.at(-1)!.accuracy}`);
