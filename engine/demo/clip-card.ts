@@ -89,7 +89,7 @@ Symmetric InfoNCE (CLIP's loss) in which every caption that fits a picture count
 positive (two doodles of a cat both fit "a sketch of a cat"); temperature learned, clamped at
 100; AdamW (β2 0.98, weight decay ${t.weightDecay} on matrices), peak learning rate ${t.peakLr}, ${t.warmup} warmup
 steps, cosine decay. ${t.steps} steps of ${t.batchSize} pictures = ${(t.steps * t.batchSize).toLocaleString('en')} pictures,
-all fresh (no picture seen twice), none from the evaluation seeds.${t.labelsFrom !== undefined ? ` From step ${t.labelsFrom} on, each
+all fresh (no picture seen twice), none from the evaluation seeds.${t.labelsFrom !== undefined ? ` From step ${t.labelsFrom + 1} on, each
 picture is also scored against every label caption of its kind — all shapes ("a circle", "a star",
 …), all colours ("a red shape", …), all doodle subjects ("a drawing of a cat", …)${t.backgroundLabels ? `, all
 backgrounds of a scene ("a shape on a gray background", …)` : ''} — in one more

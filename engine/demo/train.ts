@@ -1,7 +1,7 @@
 /**
  * `npm run train:demo`: train the bundled demo models from their seeds, one after the other:
- * the CLIP (train-clip.ts → models/demo-clip; its second phase runs two data-parallel worker
- * threads, as tfjs-wasm computes on one thread in Node), then the VQGAN
+ * the CLIP (train-clip.ts → models/demo-clip, with two data-parallel worker threads, as
+ * tfjs-wasm computes on one thread in Node), then the VQGAN
  * (train-vqgan.ts → models/demo-vqgan). Each model is trained in the phases that made the
  * bundled one (see each model's README.md), every phase in its own process, so a crash leaves
  * the last checkpoint intact. Arguments after `--` go to every phase; `--only clip|vqgan` runs one.
@@ -19,9 +19,9 @@ const rest = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only');
 const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
   clip: {
     file: './train-clip.ts',
-    // Contrastive, label and auxiliary-head terms from step 1, batches of 64: 2,000 steps in one
-    // process, then on to 3,600 with two data-parallel workers (a cosine restarted at step 2,000).
-    runs: [['--steps', '2000', '--workers', '1'], ['--resume', '--steps', '3600', '--workers', '2']],
+    // Contrastive, label (with backgrounds) and auxiliary-head terms from step 1, batches of 64,
+    // two data-parallel workers, 3,600 steps; the image tower at 0.2× the text tower's rate.
+    runs: [['--steps', '3600', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels']],
   },
   vqgan: {
     file: './train-vqgan.ts',
