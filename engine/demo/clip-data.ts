@@ -12,9 +12,10 @@ import { renderSampleSync, worldVocabulary, type WorldSample } from './world';
 const an = (w: string) => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`;
 
 /**
- * The label captions of the three attribute groups the studio asks about, in column order:
- * "a {shape}", "a {color} shape", "a drawing of a {subject}". Each is a caption the world (or
- * extraCaptions) gives a picture: a lone red circle is "a circle" and "a red shape".
+ * The label captions of the attribute groups the studio asks about, in column order:
+ * "a {shape}", "a {color} shape", "a drawing of a {subject}", and with `background`
+ * "a shape on a {color} background". Each says something true of the pictures it fits: a lone
+ * red circle on gray is "a circle", "a red shape" and "a shape on a gray background".
  */
 export type LabelGroupName = 'shape' | 'color' | 'subject' | 'background';
 

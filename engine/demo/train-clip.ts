@@ -8,7 +8,8 @@
  * of a cat share "a drawing of a cat"). AdamW, warmup + cosine. Pictures are drawn on the fly
  * from seeds no evaluation uses (eval-clip.ts).
  *
- *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume]
+ *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume] [--workers N]
+ *     [--vision-lr-scale X] [--background-labels] [--no-aux] [--until STEP] [--checkpoints DIR]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
