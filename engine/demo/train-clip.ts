@@ -9,7 +9,8 @@
  * from seeds no evaluation uses (eval-clip.ts).
  *
  *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume] [--workers N]
- *     [--vision-lr-scale X] [--background-labels] [--no-aux] [--until STEP] [--checkpoints DIR]
+ *     [--vision-lr-scale X] [--background-labels] [--contrast-twins] [--no-aux] [--until STEP]
+ *     [--checkpoints DIR]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -116,10 +117,15 @@ export function initClipStateDict(config: ClipConfig, seed: number, tokenIds: In
  * Symmetric InfoNCE over a batch: image→text and text→image cross-entropy, each against the
  * uniform distribution over that row's (column's) fitting captions (pictures).
  */
-export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D, labels?: LabelTerm, heads?: AuxHeads): tf.Scalar {
+export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, matches: tf.Tensor2D, labels?: LabelTerm, heads?: AuxHeads, twins?: TwinTerm): tf.Scalar {
   return tf.tidy(() => {
-    const images = encodeImage(w, pixels);
-    const aux = labels && heads ? auxLoss(images, labels, heads) : undefined;
+    const B = pixels.shape[0];
+    // The twins go through the image tower in the same batch: [B + K, 3, S, S] -> [B + K, P]
+    const all = twins ? encodeImage(w, tf.concat([pixels, twins.pixels], 0)) : encodeImage(w, pixels);
+    const images = twins ? tf.slice(all, [0, 0], [B, -1]) : all;
+    const twinTerm = twins && heads ? twinLoss(images, tf.slice(all, [B, 0], [-1, -1]), twins, heads) : undefined;
+    const aux0 = labels && heads ? auxLoss(images, labels, heads) : undefined;
+    const aux = aux0 && twinTerm ? tf.add(aux0, twinTerm) as tf.Scalar : aux0 ?? twinTerm;
     const logits = logitsPerImage(w, images, encodeText(w, ids)); // [images, texts]
     const perImage = tf.div(matches, tf.sum(matches, 1, true));
     const perText = tf.div(matches, tf.sum(matches, 0, true));
@@ -143,20 +149,55 @@ export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, 
 export interface AuxHeads {
   /** One [projection, group size] matrix per label group, in labelPrompts' group order. */
   weights: tf.Variable[];
+  /**
+   * With contrast twins: [projection, projection], from identity. A picture's embedding through
+   * it is taught to match its twin's, so the embedding must carry the twin's shape features
+   * and may keep its colours too (without it, matching would erase them).
+   */
+  predictor?: tf.Variable;
 }
 
 /** Cosine-classifier scale of the auxiliary heads. */
 const AUX_SCALE = 10;
 
-export function createAuxHeads(projection: number, groupSizes: number[], seed: number): AuxHeads {
-  return {
-    weights: groupSizes.map((k, i) => {
-      const init = tf.tensor2d(seededNormal(projection * k, projection ** -0.5, seed * 7919 + i), [projection, k]);
-      const v = tf.variable(init, true); // the variable keeps its own handle on the data
-      init.dispose();
-      return v;
-    }),
+export function createAuxHeads(projection: number, groupSizes: number[], seed: number, opts: { predictor?: boolean } = {}): AuxHeads {
+  const variable = (init: tf.Tensor2D) => {
+    const v = tf.variable(init, true); // the variable keeps its own handle on the data
+    init.dispose();
+    return v;
   };
+  return {
+    weights: groupSizes.map((k, i) => variable(tf.tensor2d(seededNormal(projection * k, projection ** -0.5, seed * 7919 + i), [projection, k]))),
+    ...(opts.predictor ? { predictor: variable(tf.eye(projection) as tf.Tensor2D) } : {}),
+  };
+}
+
+/** The contrast twins of a batch (ClipBatch.twins) as tensors. */
+export interface TwinTerm {
+  /** NCHW [K, 3, S, S] */
+  pixels: tf.Tensor4D;
+  /** [K, B]: row k is one-hot at the picture twin k was made from. */
+  of: tf.Tensor2D;
+  /** [K, shapes]: one-hot shape of each twin. */
+  shapes: tf.Tensor2D;
+}
+
+/** The identity with a zero gradient: the twin's embedding is a target, not trained toward the picture's. */
+const stopGradient = tf.customGrad((x) => ({ value: tf.clone(x as tf.Tensor), gradFunc: (dy) => tf.zerosLike(dy as tf.Tensor) }));
+
+/**
+ * The contrast-twin term: the shape head's cross-entropy on each twin, plus the squared distance
+ * between the unit embedding of its picture, through the predictor, and the twin's (held fixed).
+ */
+function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads): tf.Scalar {
+  const unit = (t: tf.Tensor2D) => tf.div(t, tf.norm(t, 2, 1, true)) as tf.Tensor2D;
+  const twinUnit = unit(twinImages); // [K, P]
+  const logits = tf.mul(tf.matMul(twinUnit, heads.weights[0]!), AUX_SCALE); // shape is group 0 (labelPrompts)
+  const ce = tf.neg(tf.mean(tf.sum(tf.mul(twins.shapes, tf.logSoftmax(logits, 1)), 1)));
+  const pictures = tf.matMul(twins.of, unit(images)); // [K, B]·[B, P] -> [K, P] (one-hot rows: no gather gradient needed)
+  const predicted = unit(tf.matMul(pictures, heads.predictor!));
+  const distance = tf.mean(tf.sum(tf.square(tf.sub(predicted, stopGradient(twinUnit) as tf.Tensor2D)), 1));
+  return tf.add(ce, distance) as tf.Scalar;
 }
 
 function auxLoss(images: tf.Tensor2D, labels: LabelTerm, heads: AuxHeads): tf.Scalar {
@@ -219,6 +260,12 @@ export interface TrainOptions {
   backgroundLabels?: boolean;
   /** Learning-rate multiplier of the image tower (1: the same as the text tower). */
   visionLrScale?: number;
+  /**
+   * With the label term and auxiliary heads, also encode the contrast twin (contrastTwin) of
+   * every single-shape scene: the shape head learns from the twins, and each picture's
+   * embedding is taught to carry its twin's (twinLoss).
+   */
+  contrastTwins?: boolean;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
   until?: number;
   /**
@@ -264,6 +311,22 @@ function labelTensors(b: ClipBatch, prompts: ReturnType<typeof labelPrompts> & {
   };
 }
 
+function twinTensors(b: ClipBatch, batchSize: number, imageSize: number, shapes: number): TwinTerm {
+  const of = b.twins!.of;
+  const K = of.length;
+  const pick = new Float32Array(K * batchSize);
+  const oneHot = new Float32Array(K * shapes);
+  of.forEach((i, k) => {
+    pick[k * batchSize + i] = 1;
+    oneHot[k * shapes + b.targets.shape[i]!] = 1;
+  });
+  return {
+    pixels: tf.tensor4d(b.twins!.pixels, [K, 3, imageSize, imageSize]),
+    of: tf.tensor2d(pick, [K, batchSize]),
+    shapes: tf.tensor2d(oneHot, [K, shapes]),
+  };
+}
+
 /**
  * Train from a seed (or resume a checkpoint) and return trainable weights; the caller saves
  * them (saveDemoClip) and disposes them.
@@ -273,6 +336,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   const shards = opts.exchange?.shards ?? 1;
   const shard = opts.exchange?.shard ?? 0;
   if (opts.batchSize % shards !== 0) throw new RangeError(`The batch size (${opts.batchSize}) must divide evenly among ${shards} workers.`);
+  if (opts.contrastTwins && !opts.auxHeads) throw new RangeError('Contrast twins (--contrast-twins) train through the auxiliary heads; they cannot be used with --no-aux.');
   const shardBatch = opts.batchSize / shards;
   const lead = shard === 0; // logs and checkpoints
   const log = lead && opts.log ? opts.log : () => {};
@@ -334,8 +398,8 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
       moments.push([`v.${i}`, { dtype: 'float32', storedAs: 'F32', shape: x.shape, data: s.v[i]! }]);
     });
     writeSafetensors(join(opts.checkpointDir, 'optimizer.safetensors'), moments);
-    if (heads) writeSafetensors(auxPath!, await Promise.all(heads.weights.map(async (h, i): Promise<[string, HostTensor]> =>
-      [`head.${i}`, { dtype: 'float32', storedAs: 'F32', shape: h.shape, data: (await h.data()) as Float32Array }])));
+    if (heads) writeSafetensors(auxPath!, await Promise.all(headVars.map(async (h, i): Promise<[string, HostTensor]> =>
+      [headKey(i), { dtype: 'float32', storedAs: 'F32', shape: h.shape, data: (await h.data()) as Float32Array }])));
     writeFileSync(ckptState!, JSON.stringify({ step, seconds: secondsBefore + secondsSince(t0), losses }));
   };
   const S = opts.sizes.imageSize;
@@ -343,28 +407,32 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   const prompts = { ...labelSet, rows: tokenRows(tok, labelSet.texts) };
   // Auxiliary heads: their own optimiser (no decay) and file, so a checkpoint without them resumes.
   const auxPath = opts.checkpointDir && join(opts.checkpointDir, 'aux-heads.safetensors');
-  const heads = opts.auxHeads ? createAuxHeads(opts.sizes.projection, labelSet.groups.map((g) => g.size), opts.seed) : undefined;
+  const heads = opts.auxHeads ? createAuxHeads(opts.sizes.projection, labelSet.groups.map((g) => g.size), opts.seed, { predictor: opts.contrastTwins ?? false }) : undefined;
+  const headVars = heads ? [...heads.weights, ...(heads.predictor ? [heads.predictor] : [])] : [];
+  const headKey = (i: number) => (i < heads!.weights.length ? `head.${i}` : 'predictor');
   if (heads && resuming && auxPath && existsSync(auxPath)) {
     const saved = readSafetensors(auxPath).tensors;
-    heads.weights.forEach((h, i) => {
-      const t = saved.get(`head.${i}`);
+    headVars.forEach((h, i) => {
+      const t = saved.get(headKey(i));
       if (t) tf.tidy(() => h.assign(tf.tensor2d(t.data as Float32Array, h.shape as [number, number])));
     });
   }
-  const headOpt = heads ? new AdamW(heads.weights, new Set(), { weightDecay: 0 }) : undefined;
+  const headOpt = heads ? new AdamW(headVars, new Set(), { weightDecay: 0 }) : undefined;
   const stopAt = Math.min(opts.steps, opts.until ?? opts.steps);
   for (let step = start; step < stopAt; step++) {
     const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
     // One worker: batch `step` of the stream. Several: shard k of step s is batch s·shards + k
     // of the stream at the shard's size.
     const batchIndex = opts.fixedBatch ? 0 : step * shards + shard;
-    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels });
+    const twinsNow = withLabels && !!heads?.predictor;
+    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels, contrastTwins: twinsNow });
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
     const t = batchTensors(batch, shardBatch, S);
     const labels = withLabels ? labelTensors(batch, prompts) : undefined;
     const withHeads = labels ? heads : undefined;
-    const trained = withHeads ? [...vars, ...withHeads.weights] : vars;
-    const { value, grads: own } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads), trained);
+    const trained = withHeads ? [...vars, ...headVars] : vars;
+    const twins = twinsNow && batch.twins!.of.length > 0 ? twinTensors(batch, shardBatch, S, labelSet.groups[0]!.size) : undefined;
+    const { value, grads: own } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads, twins), trained);
     const grads = opts.exchange ? await averaged(opts.exchange, step, trained, own) : own;
     opt.step(grads, lr);
     if (withHeads) headOpt!.step(grads, lr);
@@ -372,6 +440,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
     tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
     if (grads !== own) tf.dispose(Object.values(own));
     if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
+    if (twins) tf.dispose([twins.pixels, twins.of, twins.shapes]);
     if ((step + 1) % readEvery === 0 || step === start || step + 1 === stopAt) {
       const loss = (await value.data())[0]!;
       losses.push({ step: step + 1, loss });
@@ -387,7 +456,7 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   }
   opt.dispose();
   headOpt?.dispose();
-  if (heads) tf.dispose(heads.weights);
+  tf.dispose(headVars);
   return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start, secondsBefore };
 }
 
@@ -461,11 +530,12 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   const until = arg('until') === undefined ? undefined : Number(arg('until'));
   const auxHeads = !args.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
   const backgroundLabels = args.includes('--background-labels');
+  const contrastTwins = args.includes('--contrast-twins');
   const visionLrScale = Number(arg('vision-lr-scale') ?? 1);
   if (!(visionLrScale > 0 && visionLrScale <= 10)) throw new RangeError(`--vision-lr-scale must be a number in (0, 10], got ${arg('vision-lr-scale')}`);
   const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
-    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale,
+    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale, contrastTwins,
     resume: args.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}), ...(exchange ? { exchange } : {}),
   });
   let checksum = 0;
@@ -483,7 +553,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

@@ -2,7 +2,7 @@
  * The demo CLIP trainer on a tiny config: a few steps run, the loss is finite and falls, no
  * tensor leaks, a checkpoint resumes, and the saved model loads with the real tokenizer's ids
  * (unknown words read the unknown row; padding to 77 changes nothing); the opt-in recipe
- * options (a background label group, a per-tower learning rate) work.
+ * options (a background label group, a per-tower learning rate, contrast twins) work.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main, saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
-import { demoTokenIds, labelPrompts, labelTargets } from '../../../engine/demo/clip-data';
+import { clipBatch, contrastTwin, demoTokenIds, labelPrompts, labelTargets } from '../../../engine/demo/clip-data';
 import { AdamW } from '../../../engine/demo/train-common';
 import { createRng } from '../../../engine/demo/rng';
 import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
@@ -158,4 +158,55 @@ test('a slower image tower and the background labels train together; the CLI rej
   for (const t of weightTensors(trained.weights)) t.dispose();
   assert.equal(tf.memory().numTensors, before);
   await assert.rejects(main(['--workers', '1', '--steps', '1', '--vision-lr-scale', 'fast']), /--vision-lr-scale must be a number/);
+});
+
+test('a contrast twin draws the shape dark on white whatever its colours, and a batch twins only its single-shape scenes', async () => {
+  await initBackend();
+  // A scene of one light shape on a dark background: the twin's background is near white and its shape near black.
+  let sample;
+  for (let seed = 1; ; seed++) {
+    sample = renderSampleSync(createRng(seed), { size: 64, kind: 'scene' });
+    const one = sample.labels.shapes!;
+    if (one.length === 1 && one[0]!.color === 'yellow' && ['black', 'blue', 'purple'].includes(sample.labels.background!)) break;
+  }
+  const { width, data } = sample.image;
+  const [cx, cy] = sample.labels.shapes![0]!.center.map((v) => Math.round(v * width));
+  const twin = contrastTwin(sample.image);
+  assert.equal(twin.data.length, data.length);
+  const at = (x: number, y: number) => twin.data[(y * width + x) * 3]!;
+  assert.ok(at(1, 1) > 220 && at(width - 2, width - 2) > 220, `background corners are near white: ${at(1, 1)}, ${at(width - 2, width - 2)}`);
+  assert.ok(at(cx!, cy!) < 40, `the shape's centre is near black: ${at(cx!, cy!)}`);
+  for (let o = 0; o < twin.data.length; o += 3) assert.ok(twin.data[o] === twin.data[o + 1] && twin.data[o] === twin.data[o + 2], 'gray');
+
+  const tok = await ClipTokenizer.load();
+  const pre = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+  const b = clipBatch(3, 0, { batchSize: 16, pre, tok, labelMix: true, contrastTwins: true });
+  const single = b.samples.flatMap((s, i) => (s.labels.shapes?.length === 1 ? [i] : []));
+  assert.ok(single.length > 0, 'the label mix draws single-shape scenes');
+  assert.deepEqual([...b.twins!.of], single);
+  assert.equal(b.twins!.pixels.length, single.length * 3 * 32 * 32);
+  assert.equal(clipBatch(3, 0, { batchSize: 16, pre, tok, labelMix: true }).twins, undefined, 'no twins unless asked');
+});
+
+test('contrast twins train with the heads and their predictor, resume, leak no tensor; without the heads they are refused', async () => {
+  await initBackend();
+  const dir = mkdtempSync(join(tmpdir(), 'demo-clip-twins-'));
+  try {
+    const before = tf.memory().numTensors;
+    const opts = { ...base, batchSize: 16, steps: 3, labelsFrom: 0, auxHeads: true, contrastTwins: true, checkpointDir: dir, checkpointEvery: 10 };
+    const first = await trainClip({ ...opts, until: 2 });
+    assert.ok(first.losses.every((l) => Number.isFinite(l.loss)), `losses ${first.losses.map((l) => l.loss)}`);
+    const saved = readSafetensors(join(dir, 'aux-heads.safetensors')).tensors.get('predictor');
+    assert.deepEqual(saved?.shape, [TINY.projection, TINY.projection], 'the predictor is checkpointed with the heads');
+    const eye = (saved!.data as Float32Array).map((x, i) => x - (i % (TINY.projection + 1) === 0 ? 1 : 0));
+    assert.ok(eye.some((x) => Math.abs(x) > 1e-6), 'the predictor trained away from the identity');
+    for (const t of weightTensors(first.weights)) t.dispose();
+    const resumed = await trainClip({ ...opts, resume: true });
+    assert.equal(resumed.startedAt, 2);
+    for (const t of weightTensors(resumed.weights)) t.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    await assert.rejects(trainClip({ ...opts, auxHeads: false, checkpointDir: undefined }), /--no-aux/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
