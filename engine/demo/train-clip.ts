@@ -158,7 +158,7 @@ export interface AuxHeads {
 }
 
 /** Cosine-classifier scale of the auxiliary heads. */
-const AUX_SCALE = 10;
+export const AUX_SCALE = 10;
 
 export function createAuxHeads(projection: number, groupSizes: number[], seed: number, opts: { predictor?: boolean } = {}): AuxHeads {
   const variable = (init: tf.Tensor2D) => {
@@ -189,7 +189,7 @@ const stopGradient = tf.customGrad((x) => ({ value: tf.clone(x as tf.Tensor), gr
  * The contrast-twin term: the shape head's cross-entropy on each twin, plus the squared distance
  * between the unit embedding of its picture, through the predictor, and the twin's (held fixed).
  */
-function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads): tf.Scalar {
+export function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads): tf.Scalar {
   const unit = (t: tf.Tensor2D) => tf.div(t, tf.norm(t, 2, 1, true)) as tf.Tensor2D;
   const twinUnit = unit(twinImages); // [K, P]
   const logits = tf.mul(tf.matMul(twinUnit, heads.weights[0]!), AUX_SCALE); // shape is group 0 (labelPrompts)
