@@ -20,8 +20,9 @@ const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
   clip: {
     file: './train-clip.ts',
     // Contrastive, label (with backgrounds) and auxiliary-head terms from step 1, batches of 64,
-    // two data-parallel workers, 3,600 steps; the image tower at 0.2× the text tower's rate.
-    runs: [['--steps', '3600', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels']],
+    // two data-parallel workers, 3,000 steps; the image tower at 0.2× the text tower's rate;
+    // every single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin).
+    runs: [['--steps', '3000', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins']],
   },
   vqgan: {
     file: './train-vqgan.ts',
