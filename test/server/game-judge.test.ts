@@ -70,7 +70,7 @@ describe('the judge with the demo CLIP', () => {
     prompts: [{ label: 'house', text: 'a drawing of a house' }, { label: 'tree', text: 'a drawing of a tree' }, { label: 'fish', text: 'a drawing of a fish' }],
     // Colours are what the demo CLIP knows best, so these stand in for "the written word {label}".
     penalties: { factor: 0.5, prompts: ['a red square'] },
-    moderation: { prompts: ['a blue square'] },
+    moderation: { prompts: ['a blue shape'] },
   }, 'test pack');
 
   before(async () => {
@@ -90,7 +90,7 @@ describe('the judge with the demo CLIP', () => {
     const verdicts = await judge.judgeRound(pack, pack.prompts[0]!, [{ seat: 'red', png: red }, { seat: 'blue', png: blue }, { seat: 'blank', png: blank }]);
 
     // The expected numbers straight from the scorer.
-    const texts = [...pack.prompts.map((p) => p.text), 'a red square', 'a blue square'];
+    const texts = [...pack.prompts.map((p) => p.text), 'a red square', 'a blue shape'];
     const rows = await scorer.rankMany([red, blue], texts);
     const logit = (row: number, text: string) => rows[row]!.find((r) => r.text === text)!.logit;
     const packLogits = (row: number) => pack.prompts.map((p) => logit(row, p.text));
@@ -101,11 +101,12 @@ describe('the judge with the demo CLIP', () => {
     assert.ok(logit(0, 'a red square') > logit(0, 'a drawing of a house'), 'the demo CLIP sees a red square as one');
     assert.deepEqual(r.penalty, { prompt: 'a red square', factor: 0.5 });
     assert.equal(r.clipScore, Math.round(pRed * 100 * 0.5 * 10) / 10);
+    assert.ok(logit(0, 'a blue shape') < Math.max(...packLogits(0)), 'the demo CLIP does not see the red square as a blue shape');
     assert.equal(r.moderated, false);
     assert.deepEqual(r.guesses.map((g) => g.label).sort(), ['fish', 'house', 'tree']);
 
     const b = verdicts.blue!;
-    assert.ok(logit(1, 'a blue square') > Math.max(...packLogits(1)));
+    assert.ok(logit(1, 'a blue shape') > Math.max(...packLogits(1)));
     assert.equal(b.moderated, true);
     assert.deepEqual(verdicts.blank, { probability: 0, clipScore: 0, guesses: [], penalty: null, moderated: false, blank: true });
 
