@@ -154,6 +154,12 @@ export interface BatchOptions {
   labelMix?: boolean;
   /** Add the contrast twin of every single-shape scene (ClipBatch.twins). */
   contrastTwins?: boolean;
+  /**
+   * Weight in [0, 1] of its contrast twin blended into every scene's picture (doodles are black
+   * on white already): 0 the picture as drawn, 1 the twin alone. A curriculum
+   * (TrainOptions.twinCurriculum) starts high and lowers it to 0.
+   */
+  twinBlend?: number;
 }
 
 /** Token rows of `captions`, cut to the longest one; padding after the end token is zeros. */
@@ -179,6 +185,7 @@ export function tokenRows(tok: ClipTokenizer, captions: string[], rng?: Rng, unk
  */
 export function clipBatch(seed: number, index: number, opts: BatchOptions): ClipBatch {
   const { batchSize: B, pre, tok } = opts;
+  if (opts.twinBlend !== undefined && !(opts.twinBlend >= 0 && opts.twinBlend <= 1)) throw new RangeError(`twinBlend must be in [0, 1], got ${opts.twinBlend}`);
   const rng = createRng(sampleSeed(seed ^ 0x5eed, index));
   const samples: WorldSample[] = [];
   const positives: Set<string>[] = [];
@@ -200,8 +207,12 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
     samples.push(s);
     positives.push(new Set([...s.captions, ...extra]));
     captions.push(extra.length && rng.chance(opts.extraChance ?? 0.15) ? rng.pick(extra) : s.caption);
-    pixels.set(toClipPixels(s.image, pre), i * one);
-    if (opts.contrastTwins && s.labels.shapes?.length === 1) twins.push({ of: i, pixels: toClipPixels(contrastTwin(s.image), pre) });
+    const blend = s.labels.shapes ? opts.twinBlend ?? 0 : 0;
+    const twin = (opts.contrastTwins && s.labels.shapes?.length === 1) || blend > 0 ? toClipPixels(contrastTwin(s.image), pre) : undefined;
+    const picture = toClipPixels(s.image, pre);
+    if (blend > 0) for (let j = 0; j < one; j++) picture[j] = (1 - blend) * picture[j]! + blend * twin![j]!;
+    pixels.set(picture, i * one);
+    if (opts.contrastTwins && s.labels.shapes?.length === 1) twins.push({ of: i, pixels: twin! });
   }
   const matches = new Float32Array(B * B);
   for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) matches[i * B + j] = positives[i]!.has(captions[j]!) ? 1 : 0;

@@ -5,15 +5,19 @@
  * Every 10 steps it prints the accuracy over those 10 steps' pictures (before each step's update,
  * so it is held-out accuracy: no picture is drawn twice).
  *
- *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil] [--lr X] [--steps N] [--batch B]
+ *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil] [--lr X] [--steps N] [--batch B] [--warmup N] [--pull W] [--anneal N]
  *
  *   colour   the coloured scenes, as the world draws them (default)
  *   twin     their contrast twins only (clip-data.ts contrastTwin: every shape black on white)
  *   distil   half the batch coloured scenes, half their twins, with the trainer's twin term
  *            (train-clip.ts twinLoss); accuracy is printed for both
+ *   --anneal N   (colour) pictures start as their twins and fade to colour over N steps
  *
  * What it showed (README of models/demo-clip, and the commit that added --contrast-twins):
  * coloured scenes at lr 2e-4 read 27.5 % at step 590; twins at 5e-4 read 68 % by step 300.
+ * Later (the commit that added --twin-curriculum): distil with --pull 10 is slower than with 1
+ * (coloured 19 % / twins 30 % at step 360, against 26 % / 54 %); --anneal 250 read 42 % at
+ * step 160, half blended, and 30 % at 300, on colour alone since 250.
  */
 import { toClipPixels } from '../io/images';
 import { encodeImage } from '../models/clip';
@@ -34,6 +38,15 @@ export interface ProbeOptions {
   lr: number;
   steps: number;
   batchSize: number;
+  /** Warmup steps of the learning rate (default 20). */
+  warmup?: number;
+  /** Weight of the twin term's embedding distance (view 'distil'; default 1). */
+  pull?: number;
+  /**
+   * View 'colour' only: blend each picture with its twin, the twin's weight falling linearly
+   * from 1 to 0 over this many steps (the trainer's --twin-curriculum, from pure twins).
+   */
+  anneal?: number;
   /** Called every 10 steps with the accuracy over them (twin: only with view 'distil'). */
   report: (r: { step: number; pictures: number; accuracy: number; twinAccuracy?: number; perSecond: number }) => void;
 }
@@ -59,6 +72,7 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
   for (let step = 0; step < o.steps; step++) {
     const colour = new Float32Array(perStep * one), twin = new Float32Array(perStep * one);
     const labels = new Float32Array(perStep * shapes), truth: number[] = [];
+    const blend = o.view === 'colour' && o.anneal ? Math.max(0, 1 - step / o.anneal) : 0;
     for (let i = 0; i < perStep; i++) {
       const rng = createRng(sampleSeed(DEMO_TRAIN_SEED + 99, step * perStep + i));
       let s;
@@ -68,6 +82,10 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
       truth.push(k);
       if (o.view !== 'twin') colour.set(toClipPixels(s.image, config.preprocess), i * one);
       if (o.view !== 'colour') twin.set(toClipPixels(contrastTwin(s.image), config.preprocess), i * one);
+      else if (blend > 0) {
+        const t = toClipPixels(contrastTwin(s.image), config.preprocess);
+        for (let j = 0; j < one; j++) colour[i * one + j] = (1 - blend) * colour[i * one + j]! + blend * t[j]!;
+      }
     }
     const main = tf.tensor4d(o.view === 'twin' ? twin : colour, [perStep, 3, S, S]);
     const twins = o.view === 'distil'
@@ -84,9 +102,9 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
       const ce = tf.neg(tf.mean(tf.sum(tf.mul(y, tf.logSoftmax(mainLogits, 1)), 1)));
       if (!twins) return ce as tf.Scalar;
       const images = tf.slice(all, [0, 0], [perStep, -1]) as tf.Tensor2D;
-      return tf.add(ce, twinLoss(images, tf.slice(all, [perStep, 0], [-1, -1]) as tf.Tensor2D, twins, heads)) as tf.Scalar;
+      return tf.add(ce, twinLoss(images, tf.slice(all, [perStep, 0], [-1, -1]) as tf.Tensor2D, twins, heads, o.pull ?? 1)) as tf.Scalar;
     }, trained);
-    opt.step(grads, warmupCosine(step, o.lr, 20, o.steps));
+    opt.step(grads, warmupCosine(step, o.lr, o.warmup ?? 20, o.steps));
     const p = await predicted!.data();
     for (let i = 0; i < perStep; i++) {
       if (p[i] === truth[i]) hits++;
@@ -117,8 +135,12 @@ if (process.argv[1]?.endsWith('probe-shape.ts')) {
   if (!(lr > 0 && lr < 1)) throw new RangeError(`--lr must be a number in (0, 1), got ${arg('lr', '')}`);
   if (!Number.isInteger(steps) || steps < 10) throw new RangeError(`--steps must be an integer ≥ 10, got ${arg('steps', '')}`);
   if (!Number.isInteger(batchSize) || batchSize < 2 || batchSize % 2) throw new RangeError(`--batch must be an even integer ≥ 2, got ${arg('batch', '')}`);
+  const warmup = Number(arg('warmup', '20')), pull = Number(arg('pull', '1')), anneal = Number(arg('anneal', '0'));
+  if (!Number.isInteger(anneal) || anneal < 0 || (anneal > 0 && view !== 'colour')) throw new RangeError(`--anneal must be a whole number of steps ≥ 0, with --view colour, got ${arg('anneal', '')} (view ${view})`);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must be an integer ≥ 0, got ${arg('warmup', '')}`);
+  if (!(pull >= 0)) throw new RangeError(`--pull must be a number ≥ 0, got ${arg('pull', '')}`);
   await probeShape({
-    view, lr, steps, batchSize,
+    view, lr, steps, batchSize, warmup, pull, anneal,
     report: (r) => console.log(`step ${r.step} (${r.pictures} scenes) shape accuracy ${(100 * r.accuracy).toFixed(1)} %` +
       `${r.twinAccuracy !== undefined ? `, twins ${(100 * r.twinAccuracy).toFixed(1)} %` : ''} (${r.perSecond.toFixed(1)} pictures/s)`),
   });

@@ -9,8 +9,8 @@
  * from seeds no evaluation uses (eval-clip.ts).
  *
  *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume] [--workers N]
- *     [--vision-lr-scale X] [--background-labels] [--contrast-twins] [--no-aux] [--until STEP]
- *     [--checkpoints DIR]
+ *     [--vision-lr-scale X] [--background-labels] [--contrast-twins] [--twin-curriculum STEPS]
+ *     [--no-aux] [--until STEP] [--checkpoints DIR]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -157,6 +157,12 @@ export interface AuxHeads {
   predictor?: tf.Variable;
 }
 
+/**
+ * The twin's weight in a scene's picture at the start of a twin curriculum. Not 1: the captions
+ * name colours from the first step, so the pictures keep some.
+ */
+export const TWIN_BLEND_START = 0.75;
+
 /** Cosine-classifier scale of the auxiliary heads. */
 export const AUX_SCALE = 10;
 
@@ -189,7 +195,7 @@ const stopGradient = tf.customGrad((x) => ({ value: tf.clone(x as tf.Tensor), gr
  * The contrast-twin term: the shape head's cross-entropy on each twin, plus the squared distance
  * between the unit embedding of its picture, through the predictor, and the twin's (held fixed).
  */
-export function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads): tf.Scalar {
+export function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads, pull = 1): tf.Scalar {
   const unit = (t: tf.Tensor2D) => tf.div(t, tf.norm(t, 2, 1, true)) as tf.Tensor2D;
   const twinUnit = unit(twinImages); // [K, P]
   const logits = tf.mul(tf.matMul(twinUnit, heads.weights[0]!), AUX_SCALE); // shape is group 0 (labelPrompts)
@@ -197,7 +203,7 @@ export function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: Tw
   const pictures = tf.matMul(twins.of, unit(images)); // [K, B]·[B, P] -> [K, P] (one-hot rows: no gather gradient needed)
   const predicted = unit(tf.matMul(pictures, heads.predictor!));
   const distance = tf.mean(tf.sum(tf.square(tf.sub(predicted, stopGradient(twinUnit) as tf.Tensor2D)), 1));
-  return tf.add(ce, distance) as tf.Scalar;
+  return tf.add(ce, tf.mul(distance, pull)) as tf.Scalar;
 }
 
 function auxLoss(images: tf.Tensor2D, labels: LabelTerm, heads: AuxHeads): tf.Scalar {
@@ -266,6 +272,13 @@ export interface TrainOptions {
    * embedding is taught to carry its twin's (twinLoss).
    */
   contrastTwins?: boolean;
+  /**
+   * A curriculum over the first `twinCurriculum` steps: every scene's picture is blended with
+   * its contrast twin, the twin's weight falling linearly from TWIN_BLEND_START to 0. The tower
+   * learns shape from the twins several times faster (probe-shape.ts), and the blend hands the
+   * features over to coloured pictures gradually rather than at a switch.
+   */
+  twinCurriculum?: number;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
   until?: number;
   /**
@@ -425,7 +438,8 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
     // of the stream at the shard's size.
     const batchIndex = opts.fixedBatch ? 0 : step * shards + shard;
     const twinsNow = withLabels && !!heads?.predictor;
-    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels, contrastTwins: twinsNow });
+    const twinBlend = opts.twinCurriculum ? TWIN_BLEND_START * Math.max(0, 1 - step / opts.twinCurriculum) : 0;
+    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels, contrastTwins: twinsNow, twinBlend });
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
     const t = batchTensors(batch, shardBatch, S);
     const labels = withLabels ? labelTensors(batch, prompts) : undefined;
@@ -531,11 +545,13 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   const auxHeads = !args.includes('--no-aux') && DEFAULT_TRAIN.auxHeads;
   const backgroundLabels = args.includes('--background-labels');
   const contrastTwins = args.includes('--contrast-twins');
+  const twinCurriculum = Number(arg('twin-curriculum') ?? 0);
+  if (!Number.isInteger(twinCurriculum) || twinCurriculum < 0 || twinCurriculum > steps) throw new RangeError(`--twin-curriculum must be a whole number of steps from 0 to --steps (${steps}), got ${arg('twin-curriculum')}`);
   const visionLrScale = Number(arg('vision-lr-scale') ?? 1);
   if (!(visionLrScale > 0 && visionLrScale <= 10)) throw new RangeError(`--vision-lr-scale must be a number in (0, 10], got ${arg('vision-lr-scale')}`);
   const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
-    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale, contrastTwins,
+    ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum,
     resume: args.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}), ...(exchange ? { exchange } : {}),
   });
   let checksum = 0;
@@ -553,7 +569,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

@@ -15,6 +15,7 @@ import { AdamW } from '../../../engine/demo/train-common';
 import { createRng } from '../../../engine/demo/rng';
 import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
 import { readSafetensors } from '../../../engine/io/safetensors';
+import { toClipPixels } from '../../../engine/io/images';
 import { encodeText, loadClip } from '../../../engine/models/clip';
 import { weightTensors } from '../../../engine/models/clip-weights';
 import { ClipTokenizer } from '../../../engine/models/tokenizer';
@@ -158,6 +159,7 @@ test('a slower image tower and the background labels train together; the CLI rej
   for (const t of weightTensors(trained.weights)) t.dispose();
   assert.equal(tf.memory().numTensors, before);
   await assert.rejects(main(['--workers', '1', '--steps', '1', '--vision-lr-scale', 'fast']), /--vision-lr-scale must be a number/);
+  await assert.rejects(main(['--workers', '1', '--steps', '1', '--twin-curriculum', '5']), /--twin-curriculum must be a whole number of steps from 0 to --steps \(1\), got 5/);
 });
 
 test('a contrast twin draws the shape dark on white whatever its colours, and a batch twins only its single-shape scenes', async () => {
@@ -188,12 +190,37 @@ test('a contrast twin draws the shape dark on white whatever its colours, and a 
   assert.equal(clipBatch(3, 0, { batchSize: 16, pre, tok, labelMix: true }).twins, undefined, 'no twins unless asked');
 });
 
-test('contrast twins train with the heads and their predictor, resume, leak no tensor; without the heads they are refused', async () => {
+test('a twin blend mixes every scene with its contrast twin and leaves doodles as drawn', async () => {
+  await initBackend();
+  const tok = await ClipTokenizer.load();
+  const pre = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+  const at = (twinBlend?: number) => clipBatch(5, 1, { batchSize: 12, pre, tok, labelMix: true, ...(twinBlend === undefined ? {} : { twinBlend }) });
+  const [drawn, half, twins] = [at(), at(0.5), at(1)];
+  const one = 3 * 32 * 32;
+  const kinds = drawn.samples.map((s) => (s.labels.shapes ? 'scene' : 'doodle'));
+  assert.ok(kinds.includes('scene') && kinds.includes('doodle'), `the batch has both kinds: ${kinds}`);
+  drawn.samples.forEach((s, i) => {
+    const slice = (b: typeof drawn) => b.pixels.subarray(i * one, (i + 1) * one);
+    if (!s.labels.shapes) {
+      assert.deepEqual(slice(twins), slice(drawn), `doodle ${i} is left as drawn`);
+      return;
+    }
+    assert.deepEqual(slice(twins), toClipPixels(contrastTwin(s.image), pre), `scene ${i} at blend 1 is its twin`);
+    let worst = 0;
+    slice(half).forEach((v, j) => { worst = Math.max(worst, Math.abs(v - (slice(drawn)[j]! + slice(twins)[j]!) / 2)); });
+    assert.ok(worst < 1e-5, `scene ${i} at blend 0.5 is halfway (worst ${worst})`);
+    assert.notDeepEqual(slice(twins), slice(drawn), `scene ${i} changed`);
+  });
+  assert.deepEqual(at(0).pixels, drawn.pixels, 'blend 0 is the picture as drawn');
+  assert.throws(() => at(1.5), /twinBlend must be in \[0, 1\], got 1.5/);
+});
+
+test('contrast twins (and a twin curriculum) train with the heads and their predictor, resume, leak no tensor; without the heads they are refused', async () => {
   await initBackend();
   const dir = mkdtempSync(join(tmpdir(), 'demo-clip-twins-'));
   try {
     const before = tf.memory().numTensors;
-    const opts = { ...base, batchSize: 16, steps: 3, labelsFrom: 0, auxHeads: true, contrastTwins: true, checkpointDir: dir, checkpointEvery: 10 };
+    const opts = { ...base, batchSize: 16, steps: 3, labelsFrom: 0, auxHeads: true, contrastTwins: true, twinCurriculum: 2, checkpointDir: dir, checkpointEvery: 10 };
     const first = await trainClip({ ...opts, until: 2 });
     assert.ok(first.losses.every((l) => Number.isFinite(l.loss)), `losses ${first.losses.map((l) => l.loss)}`);
     const saved = readSafetensors(join(dir, 'aux-heads.safetensors')).tensors.get('predictor');
