@@ -569,7 +569,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   }
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
-    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum, peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
+    seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum, ...(twinCurriculum ? { twinBlendStart: TWIN_BLEND_START } : {}), peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
     sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);

@@ -21,8 +21,9 @@ const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
     file: './train-clip.ts',
     // Contrastive, label (with backgrounds) and auxiliary-head terms from step 1, batches of 64,
     // two data-parallel workers, 3,000 steps; the image tower at 0.2× the text tower's rate;
-    // every single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin).
-    runs: [['--steps', '3000', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins']],
+    // every single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin); over
+    // the first 1,200 steps every scene is blended with its twin, the twin fading out.
+    runs: [['--steps', '3000', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1200']],
   },
   vqgan: {
     file: './train-vqgan.ts',
