@@ -193,7 +193,8 @@ const stopGradient = tf.customGrad((x) => ({ value: tf.clone(x as tf.Tensor), gr
 
 /**
  * The contrast-twin term: the shape head's cross-entropy on each twin, plus the squared distance
- * between the unit embedding of its picture, through the predictor, and the twin's (held fixed).
+ * between the unit embedding of its picture, through the predictor, and the twin's (held fixed),
+ * weighted by `pull` (1 in the trainer; probe-shape.ts --pull found 10 slower).
  */
 export function twinLoss(images: tf.Tensor2D, twinImages: tf.Tensor2D, twins: TwinTerm, heads: AuxHeads, pull = 1): tf.Scalar {
   const unit = (t: tf.Tensor2D) => tf.div(t, tf.norm(t, 2, 1, true)) as tf.Tensor2D;
