@@ -118,11 +118,6 @@ export function contrastTwin(image: RgbImage): RgbImage {
   return { width: w, height: h, data: new Uint8Array(out.buffer) };
 }
 
-/** The picture with every channel inverted (255 - v): a contrast twin's shape white on black. */
-export function invertImage(image: RgbImage): RgbImage {
-  return { width: image.width, height: image.height, data: Uint8Array.from(image.data, (v) => 255 - v) };
-}
-
 export interface ClipBatch {
   /** NCHW [B, 3, S, S], normalised. */
   pixels: Float32Array;
@@ -165,12 +160,6 @@ export interface BatchOptions {
    * (TrainOptions.twinCurriculum) starts high and lowers it to 0.
    */
   twinBlend?: number;
-  /**
-   * What twinBlend blends in: 'dark' the contrast twin (shape black on white, default), 'light'
-   * its inverse (white on black), so that blended scenes do not also look like black-on-white
-   * drawings (doodles).
-   */
-  blendPolarity?: 'dark' | 'light';
 }
 
 /** Token rows of `captions`, cut to the longest one; padding after the end token is zeros. */
@@ -219,13 +208,9 @@ export function clipBatch(seed: number, index: number, opts: BatchOptions): Clip
     positives.push(new Set([...s.captions, ...extra]));
     captions.push(extra.length && rng.chance(opts.extraChance ?? 0.15) ? rng.pick(extra) : s.caption);
     const blend = s.labels.shapes ? opts.twinBlend ?? 0 : 0;
-    const twinImage = (opts.contrastTwins && s.labels.shapes?.length === 1) || blend > 0 ? contrastTwin(s.image) : undefined;
-    const twin = twinImage && toClipPixels(twinImage, pre);
+    const twin = (opts.contrastTwins && s.labels.shapes?.length === 1) || blend > 0 ? toClipPixels(contrastTwin(s.image), pre) : undefined;
     const picture = toClipPixels(s.image, pre);
-    if (blend > 0) {
-      const mix = opts.blendPolarity === 'light' ? toClipPixels(invertImage(twinImage!), pre) : twin!;
-      for (let j = 0; j < one; j++) picture[j] = (1 - blend) * picture[j]! + blend * mix[j]!;
-    }
+    if (blend > 0) for (let j = 0; j < one; j++) picture[j] = (1 - blend) * picture[j]! + blend * twin![j]!;
     pixels.set(picture, i * one);
     if (opts.contrastTwins && s.labels.shapes?.length === 1) twins.push({ of: i, pixels: twin! });
   }

@@ -5,25 +5,23 @@
  * Every 10 steps it prints the accuracy over those 10 steps' pictures (before each step's update,
  * so it is held-out accuracy: no picture is drawn twice).
  *
- *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil] [--lr X] [--steps N] [--batch B] [--warmup N] [--pull W] [--anneal N [--light]]
+ *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil] [--lr X] [--steps N] [--batch B] [--warmup N] [--pull W] [--anneal N]
  *
  *   colour   the coloured scenes, as the world draws them (default)
  *   twin     their contrast twins only (clip-data.ts contrastTwin: every shape black on white)
  *   distil   half the batch coloured scenes, half their twins, with the trainer's twin term
  *            (train-clip.ts twinLoss); accuracy is printed for both
  *   --anneal N   (colour) pictures start as their twins and fade to colour over N steps
- *   --light      with --anneal, fade from the inverted twins (white on black) instead
  *
  * What it showed (README of models/demo-clip, and the commit that added --contrast-twins):
  * coloured scenes at lr 2e-4 read 27.5 % at step 590; twins at 5e-4 read 68 % by step 300.
  * Later (the commit that added --twin-curriculum): distil with --pull 10 is slower than with 1
  * (coloured 19 % / twins 30 % at step 360, against 26 % / 54 %); --anneal 250 read 42 % at
  * step 160, half blended, and 30 % at 300, on colour alone since 250, where plain colour read
- * 18.6 %; --anneal 500 read 58.6 % at 250 and 35 % at 500. With --light (stop 15), --anneal 250
- * read 38–42 % over steps 100–170: the polarity of the twin hardly matters to the tower. Two
- * patch-embedding initialisations (scratch code, not kept) did not help plain colour: every
- * filter one spatial pattern times one colour direction read 20.6 % at step 400 (lr 2e-4 and
- * 5e-4), and the same with zero-mean patterns stayed at 13–16 % through step 250.
+ * 18.6 %; --anneal 500 read 58.6 % at 250 and 35 % at 500. Two patch-embedding initialisations
+ * (stop 15, scratch code, not kept) did not help plain colour: every filter one spatial pattern
+ * times one colour direction read 20.6 % at step 400 (at lr 2e-4 and at 5e-4), and the same with
+ * zero-mean patterns stayed at 13–16 % through step 250.
  */
 import { toClipPixels } from '../io/images';
 import { encodeImage } from '../models/clip';
@@ -31,7 +29,7 @@ import { clipWeightsFromStateDict, weightTensors } from '../models/clip-weights'
 import { parseClipConfig } from '../models/config';
 import { ClipTokenizer } from '../models/tokenizer';
 import { initBackend, tf } from '../runtime/tf';
-import { contrastTwin, demoTokenIds, invertImage, labelTargets } from './clip-data';
+import { contrastTwin, demoTokenIds, labelTargets } from './clip-data';
 import { createRng, sampleSeed } from './rng';
 import { AdamW, secondsSince, warmupCosine } from './train-common';
 import { AUX_SCALE, createAuxHeads, DEMO_CLIP_SIZES, DEMO_TRAIN_SEED, demoClipConfigJson, demoPreprocessorJson, initClipStateDict, twinLoss } from './train-clip';
@@ -53,8 +51,6 @@ export interface ProbeOptions {
    * from 1 to 0 over this many steps (the trainer's --twin-curriculum, from pure twins).
    */
   anneal?: number;
-  /** With anneal: blend in the inverted twin (white on black) instead. */
-  light?: boolean;
   /** Called every 10 steps with the accuracy over them (twin: only with view 'distil'). */
   report: (r: { step: number; pictures: number; accuracy: number; twinAccuracy?: number; perSecond: number }) => void;
 }
@@ -91,7 +87,7 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
       if (o.view !== 'twin') colour.set(toClipPixels(s.image, config.preprocess), i * one);
       if (o.view !== 'colour') twin.set(toClipPixels(contrastTwin(s.image), config.preprocess), i * one);
       else if (blend > 0) {
-        const t = toClipPixels(o.light ? invertImage(contrastTwin(s.image)) : contrastTwin(s.image), config.preprocess);
+        const t = toClipPixels(contrastTwin(s.image), config.preprocess);
         for (let j = 0; j < one; j++) colour[i * one + j] = (1 - blend) * colour[i * one + j]! + blend * t[j]!;
       }
     }
@@ -147,10 +143,8 @@ if (process.argv[1]?.endsWith('probe-shape.ts')) {
   if (!Number.isInteger(anneal) || anneal < 0 || (anneal > 0 && view !== 'colour')) throw new RangeError(`--anneal must be a whole number of steps ≥ 0, with --view colour, got ${arg('anneal', '')} (view ${view})`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must be an integer ≥ 0, got ${arg('warmup', '')}`);
   if (!(pull >= 0)) throw new RangeError(`--pull must be a number ≥ 0, got ${arg('pull', '')}`);
-  const light = process.argv.includes('--light');
-  if (light && !anneal) throw new RangeError('--light needs --anneal N (it says what the fade starts from)');
   await probeShape({
-    view, lr, steps, batchSize, warmup, pull, anneal, light,
+    view, lr, steps, batchSize, warmup, pull, anneal,
     report: (r) => console.log(`step ${r.step} (${r.pictures} scenes) shape accuracy ${(100 * r.accuracy).toFixed(1)} %` +
       `${r.twinAccuracy !== undefined ? `, twins ${(100 * r.twinAccuracy).toFixed(1)} %` : ''} (${r.perSecond.toFixed(1)} pictures/s)`),
   });
