@@ -5,12 +5,14 @@
  * Every 10 steps it prints the accuracy over those 10 steps' pictures (before each step's update,
  * so it is held-out accuracy: no picture is drawn twice).
  *
- *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil] [--lr X] [--steps N] [--batch B] [--warmup N] [--pull W] [--anneal N]
+ *   npx tsx engine/demo/probe-shape.ts [--view colour|twin|distil|doodle] [--lr X] [--steps N] [--batch B] [--warmup N] [--pull W] [--anneal N]
  *
  *   colour   the coloured scenes, as the world draws them (default)
  *   twin     their contrast twins only (clip-data.ts contrastTwin: every shape black on white)
  *   distil   half the batch coloured scenes, half their twins, with the trainer's twin term
  *            (train-clip.ts twinLoss); accuracy is printed for both
+ *   doodle   doodles, with their subjects as the classes (28 of them): the same tower on
+ *            pictures that are black on white already
  *   --anneal N   (colour) pictures start as their twins and fade to colour over N steps
  *
  * What it showed (README of models/demo-clip, and the commit that added --contrast-twins):
@@ -21,7 +23,9 @@
  * 18.6 %; --anneal 500 read 58.6 % at 250 and 35 % at 500. Two patch-embedding initialisations
  * (stop 15, scratch code, not kept) did not help plain colour: every filter one spatial pattern
  * times one colour direction read 20.6 % at step 400 (at lr 2e-4 and at 5e-4), and the same with
- * zero-mean patterns stayed at 13–16 % through step 250.
+ * zero-mean patterns stayed at 13–16 % through step 250. Doodles (stop 15) learn slowly too,
+ * though they have no colours to get past: 32.2 % at step 400 at lr 2e-4, 36.3 % at 5e-4 and
+ * 23.8 % at 1e-3 (chance 3.6 %), still rising.
  */
 import { toClipPixels } from '../io/images';
 import { encodeImage } from '../models/clip';
@@ -35,7 +39,7 @@ import { AdamW, secondsSince, warmupCosine } from './train-common';
 import { AUX_SCALE, createAuxHeads, DEMO_CLIP_SIZES, DEMO_TRAIN_SEED, demoClipConfigJson, demoPreprocessorJson, initClipStateDict, twinLoss } from './train-clip';
 import { renderSampleSync, worldVocabulary } from './world';
 
-type View = 'colour' | 'twin' | 'distil';
+type View = 'colour' | 'twin' | 'distil' | 'doodle';
 
 export interface ProbeOptions {
   view: View;
@@ -65,7 +69,8 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
   const weights = clipWeightsFromStateDict(initClipStateDict(config, 1, ids), config, 'shape probe', { trainable: true });
   // The text tower's variables get no gradient and so no update.
   const vars = weightTensors(weights).filter((t): t is tf.Variable => t instanceof tf.Variable);
-  const shapes = worldVocabulary().shapes.length;
+  // Classes: the eight shapes, or (view 'doodle') the doodle subjects.
+  const shapes = o.view === 'doodle' ? worldVocabulary().subjects.length : worldVocabulary().shapes.length;
   const heads = createAuxHeads(sizes.projection, [shapes], 1, { predictor: o.view === 'distil' });
   const trained = [...vars, ...heads.weights, ...(heads.predictor ? [heads.predictor] : [])];
   const opt = new AdamW(trained, new Set(), { weightDecay: 0 });
@@ -80,12 +85,13 @@ export async function probeShape(o: ProbeOptions): Promise<void> {
     for (let i = 0; i < perStep; i++) {
       const rng = createRng(sampleSeed(DEMO_TRAIN_SEED + 99, step * perStep + i));
       let s;
-      do s = renderSampleSync(rng, { size: rng.chance(0.5) ? 2 * S : S, kind: 'scene' }); while (s.labels.shapes!.length !== 1);
-      const k = labelTargets(s).shape;
+      if (o.view === 'doodle') s = renderSampleSync(rng, { size: rng.chance(0.5) ? 2 * S : S, kind: 'doodle' });
+      else do s = renderSampleSync(rng, { size: rng.chance(0.5) ? 2 * S : S, kind: 'scene' }); while (s.labels.shapes!.length !== 1);
+      const k = o.view === 'doodle' ? labelTargets(s).subject : labelTargets(s).shape;
       labels[i * shapes + k] = 1;
       truth.push(k);
       if (o.view !== 'twin') colour.set(toClipPixels(s.image, config.preprocess), i * one);
-      if (o.view !== 'colour') twin.set(toClipPixels(contrastTwin(s.image), config.preprocess), i * one);
+      if (o.view === 'twin' || o.view === 'distil') twin.set(toClipPixels(contrastTwin(s.image), config.preprocess), i * one);
       else if (blend > 0) {
         const t = toClipPixels(contrastTwin(s.image), config.preprocess);
         for (let j = 0; j < one; j++) colour[i * one + j] = (1 - blend) * colour[i * one + j]! + blend * t[j]!;
@@ -134,7 +140,7 @@ if (process.argv[1]?.endsWith('probe-shape.ts')) {
     return i >= 0 ? process.argv[i + 1]! : fallback;
   };
   const view = arg('view', 'colour') as View;
-  if (!['colour', 'twin', 'distil'].includes(view)) throw new RangeError(`--view must be colour, twin or distil, got ${view}`);
+  if (!['colour', 'twin', 'distil', 'doodle'].includes(view)) throw new RangeError(`--view must be colour, twin, distil or doodle, got ${view}`);
   const lr = Number(arg('lr', '2e-4')), steps = Number(arg('steps', '600')), batchSize = Number(arg('batch', '64'));
   if (!(lr > 0 && lr < 1)) throw new RangeError(`--lr must be a number in (0, 1), got ${arg('lr', '')}`);
   if (!Number.isInteger(steps) || steps < 10) throw new RangeError(`--steps must be an integer ≥ 10, got ${arg('steps', '')}`);
@@ -145,7 +151,7 @@ if (process.argv[1]?.endsWith('probe-shape.ts')) {
   if (!(pull >= 0)) throw new RangeError(`--pull must be a number ≥ 0, got ${arg('pull', '')}`);
   await probeShape({
     view, lr, steps, batchSize, warmup, pull, anneal,
-    report: (r) => console.log(`step ${r.step} (${r.pictures} scenes) shape accuracy ${(100 * r.accuracy).toFixed(1)} %` +
+    report: (r) => console.log(`step ${r.step} (${r.pictures} pictures) ${view === 'doodle' ? 'subject' : 'shape'} accuracy ${(100 * r.accuracy).toFixed(1)} %` +
       `${r.twinAccuracy !== undefined ? `, twins ${(100 * r.twinAccuracy).toFixed(1)} %` : ''} (${r.perSecond.toFixed(1)} pictures/s)`),
   });
 }

@@ -1,6 +1,6 @@
 /**
  * The shape probe (engine/demo/probe-shape.ts) runs in each of its views (colour with a twin
- * anneal), reports held-out accuracy every 10 steps, and frees every tensor it made.
+ * anneal; doodle with the subjects as classes), reports held-out accuracy every 10 steps, and frees every tensor it made.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { initBackend, tf } from '../../../engine/runtime/tf';
 test('the shape probe reports every 10 steps in each view and leaks no tensor', async () => {
   await initBackend();
   const before = tf.memory().numTensors;
-  for (const view of ['colour', 'twin', 'distil'] as const) {
+  for (const view of ['colour', 'twin', 'distil', 'doodle'] as const) {
     const reports: { step: number; pictures: number; accuracy: number; twinAccuracy?: number }[] = [];
     await probeShape({ view, lr: 2e-4, steps: 10, batchSize: 4, ...(view === 'colour' ? { anneal: 5 } : {}), report: (r) => reports.push(r) });
     assert.equal(reports.length, 1, view);
