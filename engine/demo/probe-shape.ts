@@ -22,8 +22,8 @@
  * step 160, half blended, and 30 % at 300, on colour alone since 250, where plain colour read
  * 18.6 %; --anneal 500 read 58.6 % at 250 and 35 % at 500. Two patch-embedding initialisations
  * (stop 15, scratch code, not kept) did not help plain colour: every filter one spatial pattern
- * times one colour direction read 20.6 % at step 400 (at lr 2e-4 and at 5e-4), and the same with
- * zero-mean patterns stayed at 13–16 % through step 250. Doodles (stop 15) learn slowly too,
+ * times one colour direction read 20.0 % at step 400 at lr 2e-4 (20.6 % at 5e-4; plain 19.1 %),
+ * and the same with zero-mean patterns stayed at 12–15 % through step 250. Doodles (stop 15) learn slowly too,
  * though they have no colours to get past: 32.2 % at step 400 at lr 2e-4, 36.3 % at 5e-4 and
  * 23.8 % at 1e-3 (chance 3.6 %), still rising.
  */
