@@ -280,7 +280,8 @@ export interface TrainOptions {
    * features over to coloured pictures gradually rather than at a switch. Blending in the
    * inverted twin (white on black) instead was worse at step 1,000 of the bundled recipe (stop
    * 15): zero-shot shape 17 % against 28.5 %, doodles 29 % against 35 %, the shape head 18 %
-   * against 35 %; the twin term's twins are dark on white, and mixing the two polarities hurts.
+   * against 35 %; perhaps because the twin term's twins stay dark on white, so the tower sees
+   * both polarities.
    */
   twinCurriculum?: number;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */

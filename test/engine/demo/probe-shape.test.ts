@@ -1,6 +1,7 @@
 /**
  * The shape probe (engine/demo/probe-shape.ts) runs in each of its views (colour with a twin
- * anneal; doodle with the subjects as classes), reports held-out accuracy every 10 steps, and frees every tensor it made.
+ * anneal; doodle with the subjects as classes), reports held-out accuracy every 10 steps, and
+ * frees every tensor it made.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
