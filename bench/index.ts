@@ -4,13 +4,18 @@
  * with random weights at the real sizes; a figure that cannot be measured is null, with the
  * reason in the table (and on stderr with --json). Progress goes to stderr.
  *
- *   npm run bench [-- --json] [-- --quick]     (--quick skips the minutes-long tfjs figures)
+ *   npm run bench [-- --json] [-- --quick] [-- --provider webgpu]
+ *
+ * --quick skips the minutes-long tfjs figures. --provider sets onnxruntime's execution provider
+ * for every ORT figure (`CLIP_STUDIO_ORT_PROVIDER`; default auto: CUDA when installed, else CPU);
+ * the one that ran is reported as `machine.ort_provider`, and on a provider other than the CPU the
+ * CPU's own SGEMM peak is measured too (`machine.cpu_peak_gflops`).
  *
  * Throughput figures are the best of several runs, the matmul peak too, so a figure and the
  * peak it is compared with are measured the same way on a machine that may be shared.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { defaultThreads, findClipFiles, initBackend, readClipStateDict } from '../engine/index';
+import { defaultThreads, findClipFiles, initBackend, providerChoice, PROVIDER_CHOICES, readClipStateDict } from '../engine/index';
 import { gameScoring } from './game';
 import { generateStepMs } from './generate';
 import { ortInference, randomIds, sgemmPeak, tfInference } from './inference';
@@ -21,7 +26,8 @@ import { clipConfigFor, demoClipConfig, demoVqganConfig, randomClipStateDict, VI
 type Figure = number | null;
 
 interface Results {
-  machine: { peak_gflops: Figure };
+  /** peak_gflops: SGEMM on the provider the ORT figures ran on; cpu_peak_gflops: on the CPU, when that provider is another. */
+  machine: { peak_gflops: Figure; cpu_peak_gflops: Figure; ort_provider: string | null; tfjs_backend: string | null };
   inference: {
     vitb32: {
       image: { ort: { images_per_s: Figure; gflops: Figure }; tfjs: { images_per_s: Figure; gflops: Figure } };
@@ -38,12 +44,23 @@ interface Results {
   };
 }
 
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
 const json = args.has('--json');
 const quick = args.has('--quick');
+const providerAt = argv.indexOf('--provider');
+if (providerAt >= 0) {
+  const p = argv[providerAt + 1];
+  if (!p || !(PROVIDER_CHOICES as readonly string[]).includes(p)) {
+    process.stderr.write(`--provider must be one of ${PROVIDER_CHOICES.join(', ')}, got ${p === undefined ? 'nothing' : JSON.stringify(p)}\n`);
+    process.exit(2);
+  }
+  process.env.CLIP_STUDIO_ORT_PROVIDER = p;
+}
+const provider = providerChoice();
 
 const results: Results = {
-  machine: { peak_gflops: null },
+  machine: { peak_gflops: null, cpu_peak_gflops: null, ort_provider: null, tfjs_backend: null },
   inference: { vitb32: { image: { ort: { images_per_s: null, gflops: null }, tfjs: { images_per_s: null, gflops: null } }, text: { ort: { texts_per_s: null }, tfjs: { texts_per_s: null } } } },
   generate: { demo: { ms_per_step: null }, vitb32_f16: { ms_per_step: null } },
   game: { scoring: { demo: { p50_ms: null, p95_ms: null }, vitb32: { p50_ms: null, p95_ms: null }, vitb32_fp32: { p50_ms: null, p95_ms: null } } },
@@ -55,9 +72,16 @@ const results: Results = {
 /** Why a figure is null, or how it was measured: dotted path → note. */
 const notes = new Map<string, string>();
 
+/** A figure by its dotted path. */
+function figureAt(path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), results);
+}
+
 async function section(name: string, paths: string[], fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
+    // each figure as soon as it is measured, so a run cut short still reports what it had
+    progress(`${name}: ${paths.map((p) => `${p} = ${String(figureAt(p))}`).join(', ')}`);
   } catch (err) {
     const message = (err as Error).message.split('\n')[0]!;
     // wasm32 gives tfjs-wasm one heap of at most 4 GB; say so rather than print the trap's text
@@ -73,7 +97,8 @@ async function section(name: string, paths: string[], fn: () => Promise<void>): 
 const started = performance.now();
 const load = loadavg()[0]!;
 const backend = await initBackend();
-progress(`${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, load ${load.toFixed(2)}; tfjs backend ${backend.name}; ORT threads ${defaultThreads()}`);
+results.machine.tfjs_backend = backend.name;
+progress(`${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, load ${load.toFixed(2)}; tfjs backend ${backend.name}; ORT provider ${provider}, threads ${defaultThreads()}`);
 
 const vitb32 = clipConfigFor(VITB32);
 const demo = demoClipConfig();
@@ -86,11 +111,22 @@ const demoWeights = randomClipStateDict(demo);
 let peak = 0;
 const measurePeak = (when: string) => section('peak', ['machine.peak_gflops'], async () => {
   progress(`SGEMM peak (${when}): ORT MatMul 2048³`);
-  peak = Math.max(peak, await sgemmPeak());
+  const r = await sgemmPeak();
+  peak = Math.max(peak, r.gflops);
   results.machine.peak_gflops = round(peak);
-  notes.set('machine.peak_gflops', 'ORT MatMul 2048³, best of 8, measured before and after the ORT figures');
+  results.machine.ort_provider = r.provider;
+  notes.set('machine.peak_gflops', `ORT MatMul 2048³ on ${r.provider}, best of 8, measured before and after the ORT figures${r.provider === 'cpu' ? '' : '; each run copies A in and C out'}`);
 });
 await measurePeak('before');
+if (results.machine.ort_provider !== null && results.machine.ort_provider !== 'cpu') {
+  await section('CPU peak', ['machine.cpu_peak_gflops'], async () => {
+    progress('SGEMM peak on the CPU provider, for comparison');
+    results.machine.cpu_peak_gflops = round((await sgemmPeak(2048, 8, 'cpu')).gflops);
+    notes.set('machine.cpu_peak_gflops', 'ORT MatMul 2048³ on the CPU provider, best of 8');
+  });
+} else {
+  notes.set('machine.cpu_peak_gflops', 'the ORT figures ran on the CPU: see peak_gflops');
+}
 
 await section('ORT inference', ['inference.vitb32.image.ort.images_per_s', 'inference.vitb32.image.ort.gflops', 'inference.vitb32.text.ort.texts_per_s'], async () => {
   const r = await ortInference(vitb32, vitb32Weights);
@@ -179,13 +215,13 @@ const r = results;
 const ortG = r.inference.vitb32.image.ort.gflops;
 const tfG = r.inference.vitb32.image.tfjs.gflops;
 const derived: string[] = [];
-if (ortG !== null && r.machine.peak_gflops) derived.push(`ORT ViT-B/32 image encode: ${round((100 * ortG) / r.machine.peak_gflops)} % of the measured peak (acceptance ≥ 80 %)`);
+if (ortG !== null && r.machine.peak_gflops) derived.push(`ORT (${r.machine.ort_provider}) ViT-B/32 image encode: ${round((100 * ortG) / r.machine.peak_gflops)} % of the measured peak${r.machine.ort_provider === 'cpu' ? ' (acceptance ≥ 80 %)' : ' on that provider'}`);
 if (ortG !== null && tfG) derived.push(`ORT vs tfjs-${backend.name} image encode: ${round(ortG / tfG)}× (acceptance ≥ 8×)`);
 if (r.game.scoring.demo.p95_ms !== null) derived.push(`game scoring p95, demo: ${r.game.scoring.demo.p95_ms} ms (acceptance ≤ 50 ms)`);
 if (r.game.scoring.vitb32.p95_ms !== null) derived.push(`game scoring p95, ViT-B/32 (int8 vision tower): ${r.game.scoring.vitb32.p95_ms} ms (acceptance ≤ 150 ms)`);
 if (r.game.scoring.vitb32_fp32.p95_ms !== null) derived.push(`game scoring p95, ViT-B/32 (fp32): ${r.game.scoring.vitb32_fp32.p95_ms} ms`);
 if (r.int8.vitb32.speedup !== null) derived.push(`int8 vision tower: ${r.int8.vitb32.speedup}× fp32 at batch 8; cosine ≥ ${r.int8.vitb32.cosine_min} (random ViT-B/32), ≥ ${r.int8.demo.cosine_min} (demo); top-1 agreement ${r.int8.vitb32.top1_agreement} / ${r.int8.demo.top1_agreement}`);
-const footer = `${availableParallelism()} cores, load average ${load.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at the end; ${round((performance.now() - started) / 1000, 0)} s`;
+const footer = `ORT on ${r.machine.ort_provider ?? provider}, tfjs on ${backend.name}; ${availableParallelism()} cores, load average ${load.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at the end; ${round((performance.now() - started) / 1000, 0)} s`;
 
 if (json) {
   for (const [p, n] of notes) if (flatten(results).some(([q, v]) => q === p && v === null)) progress(`${p} is null: ${n}`);

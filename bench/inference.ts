@@ -4,20 +4,23 @@
  */
 import {
   OnnxGraph, OrtClipEmbedder, clipVisionFlops, createOrtSession, encodeImage, encodeText, initBackend, loadClip, tf,
-  type ClipConfig, type StateDict,
+  type ClipConfig, type ExecutionProvider, type StateDict,
 } from '../engine/index';
 import { bestMs, progress } from './measure';
 
-/** Matmul peak in GFLOP/s: ORT MatMul of [n, n]·[n, n] (B an initializer, as the model weights are). */
-export async function sgemmPeak(n = 2048, runs = 8): Promise<number> {
+/**
+ * Matmul peak in GFLOP/s: ORT MatMul of [n, n]·[n, n] (B an initializer, as the model weights
+ * are), on `provider` (default: the one sessions get, CLIP_STUDIO_ORT_PROVIDER), which is returned.
+ */
+export async function sgemmPeak(n = 2048, runs = 8, provider?: ExecutionProvider): Promise<{ gflops: number; provider: ExecutionProvider }> {
   const g = new OnnxGraph('sgemm');
   const a = g.input('a', 'float32', [n, n]);
   g.output(g.op('MatMul', [a, g.init('b', new Float32Array(n * n).fill(1 / n), [n, n])]), 'c', 'float32', [n, n]);
-  const s = await createOrtSession(g.toModel());
+  const s = await createOrtSession(g.toModel(), provider ? { provider } : {});
   const data = new Float32Array(n * n).map((_, i) => (i % 13) / 13);
   try {
     const ms = await bestMs(() => s.run({ a: { type: 'float32', data, dims: [n, n] } }), runs, 2);
-    return (2 * n ** 3) / ms / 1e6;
+    return { gflops: (2 * n ** 3) / ms / 1e6, provider: s.provider };
   } finally {
     await s.release();
   }

@@ -52,7 +52,7 @@ export { LruCache, type TextEmbeddingStore } from './onnx/text-cache';
 export { clipOnnxFiles, clipOnnxKey, type ClipOnnxFiles, type ClipOnnxCacheOptions } from './onnx/cache';
 export { buildClipVisionOnnx, buildClipTextOnnx, clipVisionFlops, clipTextFlops, quantizeColumns, CLIP_ONNX_BUILDER_VERSION, type ClipOnnxPrecision } from './onnx/clip-onnx';
 export { OnnxGraph, decodeModel, floatAttr, MS_DOMAIN, type OnnxDType, type AttrValue, type Dim } from './onnx/graph';
-export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, type OrtSession, type OrtValue, type OrtSessionOptions, type ExecutionProvider } from './runtime/onnx';
+export { createOrtSession, probeOnnx, cudaInstalled, defaultThreads, providerChoice, PROVIDER_CHOICES, type OrtSession, type OrtValue, type OrtSessionOptions, type ExecutionProvider, type ProviderChoice } from './runtime/onnx';
 export { classify, labelLogits, labelProbabilities, resolveClipDir, type ClassifyResult, type ClassifyOptions, type ClassifyImage, type LabelScore } from './classify';
 export { expectedClipShapes, findClipFiles, readClipStateDict } from './models/clip-weights';
 export { buildVqganWeights } from './models/vqgan';

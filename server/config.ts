@@ -9,7 +9,9 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
-const BACKENDS = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+const BACKENDS = ['auto', 'node-gpu', 'node', 'webgpu', 'wasm', 'cpu'] as const;
+/** onnxruntime's execution providers (engine/runtime/onnx.ts reads the variable; it is checked here at start). */
+const ORT_PROVIDERS = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
@@ -47,6 +49,7 @@ const EnvSchema = z.object({
   CLIP_STUDIO_DATA: optionalString,
   CLIP_STUDIO_MODELS: optionalString,
   CLIP_STUDIO_BACKEND: z.preprocess((v) => (v === '' || v === undefined ? 'auto' : v), z.enum(BACKENDS)),
+  CLIP_STUDIO_ORT_PROVIDER: z.preprocess((v) => (v === '' || v === undefined ? 'auto' : String(v).trim().toLowerCase()), z.enum(ORT_PROVIDERS)),
   CLIP_STUDIO_WORKERS: intVar(1, 64, 1),
   CLIP_STUDIO_QUEUE: intVar(0, 10_000, 16),
   CLIP_STUDIO_CORS_ORIGINS: originList,
@@ -66,6 +69,7 @@ const EnvSchema = z.object({
 const ALLOWED: Record<string, string> = {
   PORT: 'an integer port 0–65535 (default 3000)',
   CLIP_STUDIO_BACKEND: `one of ${BACKENDS.join(', ')}`,
+  CLIP_STUDIO_ORT_PROVIDER: `one of ${ORT_PROVIDERS.join(', ')}`,
   CLIP_STUDIO_WORKERS: 'an integer 1–64 (default 1)',
   CLIP_STUDIO_QUEUE: 'an integer 0–10000 (default 16)',
   CLIP_STUDIO_CORS_ORIGINS: 'a comma-separated list of origins such as https://studio.example.org,http://localhost:3000',
@@ -90,6 +94,8 @@ export interface StudioConfig {
   modelsDir: string;
   /** `auto` lets the engine pick; anything else is forced and an error if it cannot start. */
   backend: (typeof BACKENDS)[number];
+  /** onnxruntime's provider for inference: `auto` is CUDA when installed, else CPU; `webgpu` is asked for. */
+  ortProvider: (typeof ORT_PROVIDERS)[number];
   workers: number;
   /** How many jobs may wait for a worker before new ones are refused as busy. */
   queueLimit: number;
@@ -131,6 +137,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     dataDir,
     modelsDir: resolve(cwd, e.CLIP_STUDIO_MODELS ?? resolve(dataDir, 'models')),
     backend: e.CLIP_STUDIO_BACKEND,
+    ortProvider: e.CLIP_STUDIO_ORT_PROVIDER,
     workers: e.CLIP_STUDIO_WORKERS,
     queueLimit: e.CLIP_STUDIO_QUEUE,
     corsOrigins: e.CLIP_STUDIO_CORS_ORIGINS.map((o) => o.toLowerCase()),

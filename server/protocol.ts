@@ -74,6 +74,7 @@ export const BackendReportSchema = z.object({
   reason: z.string(),
   skipped: z.array(z.object({ name: z.string(), why: z.string() })),
   threads: z.number().optional(),
+  device: z.string().optional(),
 });
 
 export const HealthReportSchema = z.object({
@@ -94,6 +95,9 @@ export const HealthReportSchema = z.object({
       available: z.boolean(),
       version: z.string().optional(),
       backends: z.array(z.object({ name: z.string(), bundled: z.boolean() })).optional(),
+      cuda: z.boolean().optional(),
+      provider: z.string().optional(),
+      threads: z.number().optional(),
       error: z.string().optional(),
     }).optional(),
     models: z.object({

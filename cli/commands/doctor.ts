@@ -22,13 +22,16 @@ export function formatDoctor(r: HealthReport): string {
   const tf = r.engine.tfjs;
   const b = tf?.backend;
   if (b) {
-    row('tfjs', `${tf.version}, backend ${b.name} [${b.tfBackend}]${b.threads ? `, ${b.threads} threads` : ''} — ${b.reason}`);
+    row('tfjs', `${tf.version}, backend ${b.name} [${b.tfBackend}]${b.device ? ` on ${b.device}` : ''}${b.threads ? `, ${b.threads} threads` : ''} — ${b.reason}`);
     for (const s of b.skipped) row('  skipped', `${s.name}: ${s.why}`);
   } else {
     row('tfjs', `no backend: ${tf?.error ?? r.engine.error ?? 'unknown'}`);
   }
   const ort = r.engine.onnx;
-  if (ort?.available) row('onnxruntime', `${ort.version}; backends ${ort.backends?.map((x) => `${x.name}${x.bundled ? '' : ' (not bundled)'}`).join(', ')}`);
+  if (ort?.available) {
+    const provider = ort.provider ? `; provider ${ort.provider}${ort.provider === 'auto' ? ` (${ort.cuda ? 'CUDA installed' : 'CPU; CLIP_STUDIO_ORT_PROVIDER=webgpu runs on a GPU with a Vulkan driver'})` : ''}` : '';
+    row('onnxruntime', `${ort.version}${provider}${ort.threads ? `, ${ort.threads} threads` : ''}; backends ${ort.backends?.map((x) => `${x.name}${x.bundled ? '' : ' (not bundled)'}`).join(', ')}`);
+  }
   else row('onnxruntime', `unavailable: ${ort?.error ?? 'not checked'}`);
   const m = r.engine.models;
   if (!m) row('models', 'not checked');

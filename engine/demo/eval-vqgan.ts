@@ -12,7 +12,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tf, initBackend } from '../runtime/tf';
+import { tf, initBackend, SYNC_READS_AVOID_WEBGPU } from '../runtime/tf';
 import { encodePng } from '../io/images';
 import { disposeVqgan, loadVqgan, vqganDecode, vqganEncode, vqganQuantize, type VqganWeights } from '../models/vqgan';
 import { renderBatch, type WorldKind } from './world';
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const arg = (name: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : undefined; };
   const model = arg('model') ?? 'models/demo-vqgan';
-  const backend = await initBackend();
+  const backend = await initBackend(undefined, { avoid: [SYNC_READS_AVOID_WEBGPU] });
   const w = await loadVqgan(model);
   const report = await evaluateVqgan(w, {
     seed: Number(arg('seed') ?? 7777777), count: Number(arg('count') ?? 512), samplePairs: 16,

@@ -17,7 +17,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tf, initBackend } from '../runtime/tf';
+import { tf, initBackend, SYNC_READS_AVOID_WEBGPU } from '../runtime/tf';
 import { writeSafetensors } from '../io/safetensors';
 import type { HostTensor, StateDict } from '../io/host-tensor';
 import {
@@ -435,7 +435,7 @@ function parseArgs(argv: string[]): Record<string, string | true> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const num = (k: string) => (typeof args[k] === 'string' ? Number(args[k]) : undefined);
-  const backend = await initBackend();
+  const backend = await initBackend(undefined, { avoid: [SYNC_READS_AVOID_WEBGPU] });
   const out = typeof args.out === 'string' ? args.out : 'models/demo-vqgan';
   console.error(`train-vqgan: backend ${backend.name}, out ${out}`);
   const { steps, seconds, imagesSeen } = await trainVqgan({

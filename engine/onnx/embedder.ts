@@ -214,7 +214,7 @@ export class OrtClipEmbedder {
     this.attentionMask = text.inputs.some((i) => i.name === 'attention_mask');
   }
 
-  /** Which provider the sessions run on (`cpu` or `cuda`) and with how many threads. */
+  /** Which provider the sessions run on (`cpu`, `cuda` or `webgpu`) and with how many threads. */
   get runtime(): { provider: string; threads: number } {
     return { provider: this.vision.provider, threads: this.vision.threads };
   }

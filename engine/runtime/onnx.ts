@@ -5,7 +5,11 @@
  *
  * Providers: CUDA when ORT's CUDA build is installed (its provider library sits next to the
  * binding — `npm install onnxruntime-node --onnxruntime-node-install=cuda12` puts it there),
- * else CPU. Threads: one intra-op thread per core (os.availableParallelism), one inter-op
+ * else CPU. WebGPU on request (`CLIP_STUDIO_ORT_PROVIDER=webgpu`): the stock Linux, macOS and
+ * Windows builds of onnxruntime-node carry ORT's WebGPU provider (Dawn, over Vulkan on Linux),
+ * so any GPU with a Vulkan driver can run the towers with nothing more installed. It is not
+ * chosen by `auto`: a machine that merely has a GPU device may have no working Vulkan driver,
+ * and a small model gains little over the CPU. Threads: one intra-op thread per core (os.availableParallelism), one inter-op
  * thread; a transformer's graph is a chain, so running nodes in parallel gains nothing and
  * would oversubscribe the cores the matmuls already use. Idle threads do not spin (see `spin`).
  */
@@ -34,6 +38,8 @@ export interface OnnxHealth {
   backends?: { name: string; bundled: boolean }[];
   /** Whether ORT's CUDA provider library is installed next to the binding. */
   cuda?: boolean;
+  /** The provider sessions are asked for (`CLIP_STUDIO_ORT_PROVIDER`, default `auto`). */
+  provider?: ProviderChoice;
   /** Intra-op threads sessions are created with. */
   threads?: number;
   error?: string;
@@ -76,7 +82,7 @@ export async function probeOnnx(): Promise<OnnxHealth> {
     const ort = await loadOrt();
     const backends = ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled }));
     const versions = ort.env.versions as Record<string, string | undefined>;
-    return { available: true, version: versions.node ?? versions.common, backends, cuda: cudaInstalled(), threads: defaultThreads() };
+    return { available: true, version: versions.node ?? versions.common, backends, cuda: cudaInstalled(), provider: providerChoice(), threads: defaultThreads() };
   } catch (err) {
     return { available: false, error: (err as Error).message.split('\n')[0] };
   }
@@ -101,11 +107,29 @@ export interface OrtIoInfo {
   shape?: readonly (number | string)[];
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+export type ProviderChoice = 'auto' | ExecutionProvider;
+export const PROVIDER_CHOICES: readonly ProviderChoice[] = ['auto', 'cpu', 'cuda', 'webgpu'];
+
+/**
+ * The provider sessions are created on when the caller names none: `CLIP_STUDIO_ORT_PROVIDER`
+ * (`auto`, `cpu`, `cuda`, `webgpu`), default `auto`. A value outside those is an error naming
+ * the variable, not a silent fall back to the CPU.
+ */
+export function providerChoice(value: string | undefined = process.env.CLIP_STUDIO_ORT_PROVIDER): ProviderChoice {
+  const v = (value ?? '').trim().toLowerCase();
+  if (v === '') return 'auto';
+  if ((PROVIDER_CHOICES as readonly string[]).includes(v)) return v as ProviderChoice;
+  throw new ModelLoadError(`CLIP_STUDIO_ORT_PROVIDER must be one of ${PROVIDER_CHOICES.join(', ')}, got "${value}"`);
+}
 
 export interface OrtSessionOptions {
-  /** `auto` (default): CUDA when installed, else CPU. */
-  provider?: 'auto' | ExecutionProvider;
+  /**
+   * `auto`: CUDA when installed, else CPU. `cuda` and `webgpu` fail when the provider cannot
+   * start (ORT still runs any node the provider lacks a kernel for on the CPU). Default:
+   * `CLIP_STUDIO_ORT_PROVIDER`, else `auto`.
+   */
+  provider?: ProviderChoice;
   /** Intra-op threads; default one per core. */
   threads?: number;
   /**
@@ -148,7 +172,7 @@ function ioInfo(names: readonly string[], meta: readonly Ort.InferenceSession.Va
 export async function createOrtSession(model: string | Uint8Array, opts: OrtSessionOptions = {}): Promise<OrtSession> {
   const ort = await loadOrt();
   const threads = opts.threads ?? defaultThreads();
-  const want = opts.provider ?? 'auto';
+  const want = opts.provider ?? providerChoice();
   const source = opts.source ?? (typeof model === 'string' ? model : 'an in-memory ONNX model');
   const base: Ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
@@ -157,6 +181,8 @@ export async function createOrtSession(model: string | Uint8Array, opts: OrtSess
     graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' } } },
   };
+  // The WebGPU provider warns on every session that ORT keeps shape ops on the CPU (by design).
+  if (want === 'webgpu') base.logSeverityLevel = 3;
   const create = (providers: ExecutionProvider[]) =>
     typeof model === 'string'
       ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
@@ -165,7 +191,10 @@ export async function createOrtSession(model: string | Uint8Array, opts: OrtSess
   let session: Ort.InferenceSession;
   let provider: ExecutionProvider = 'cpu';
   try {
-    if (want === 'cuda' || (want === 'auto' && cudaInstalled())) {
+    if (want === 'webgpu') {
+      session = await create(['webgpu', 'cpu']);
+      provider = 'webgpu';
+    } else if (want === 'cuda' || (want === 'auto' && cudaInstalled())) {
       try {
         session = await create(['cuda', 'cpu']);
         provider = 'cuda';
@@ -177,7 +206,8 @@ export async function createOrtSession(model: string | Uint8Array, opts: OrtSess
       session = await create(['cpu']);
     }
   } catch (err) {
-    throw new ModelLoadError(`onnxruntime could not load ${source}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    const why = (err as Error).message.split('\n')[0];
+    throw new ModelLoadError(`onnxruntime could not load ${source}${want === 'cpu' || want === 'auto' ? '' : ` on the ${want} provider`}: ${why}`, { cause: err });
   }
 
   const s = session;

@@ -166,7 +166,9 @@ async function tensorSelftest(params: unknown, ctx: JobContext): Promise<{ steps
       });
       v.dispose();
       v = next;
-      eigen = tf.tidy(() => tf.sum(tf.mul(v, tf.matMul(m, v))).dataSync()[0]!);
+      const rayleigh = tf.tidy(() => tf.sum(tf.mul(v, tf.matMul(m, v))));
+      eigen = (await rayleigh.data())[0]!; // async: the webgpu backend cannot read synchronously in Node
+      rayleigh.dispose();
       ctx.progress({ step, of: steps, eigen });
       if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
     }

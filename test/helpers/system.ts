@@ -37,3 +37,24 @@ export function requireBinary(nameOrPath: string, install: string): { path: stri
   console.warn(`\n${bar}\n!! SKIPPING: ${why}.\n!! This test did NOT run. Install it to run it; CI fails instead of skipping.\n${bar}\n`);
   return { path: null, skip: why };
 }
+
+/**
+ * A WebGPU adapter through Dawn's Node binding (the optional `webgpu` package): its description,
+ * or — when there is none — a skip reason after a loud notice (in CI, an error). Without a GPU,
+ * Mesa's lavapipe (a software Vulkan driver, Mesa ≥ 23) provides one.
+ */
+export async function requireWebGpuAdapter(): Promise<{ device: string; skip: false } | { device: null; skip: string }> {
+  let why: string;
+  try {
+    const { create } = (await import('webgpu')) as unknown as { create(flags: string[]): { requestAdapter(): Promise<{ info: { vendor: string; description: string } } | null> } };
+    const adapter = await create([]).requestAdapter();
+    if (adapter) return { device: `${adapter.info.vendor} ${adapter.info.description}`.trim(), skip: false };
+    why = 'no WebGPU adapter (no GPU with a Vulkan driver, and no software Vulkan driver: apt-get install -t bookworm-backports mesa-vulkan-drivers)';
+  } catch (err) {
+    why = `the webgpu package could not load: ${(err as Error).message.split('\n')[0]}`;
+  }
+  if (IN_CI) throw new Error(`CI=true and ${why}: this test must run in CI.`);
+  const bar = '!'.repeat(78);
+  console.warn(`\n${bar}\n!! SKIPPING: ${why}.\n!! This test did NOT run. CI fails instead of skipping.\n${bar}\n`);
+  return { device: null, skip: why };
+}

@@ -15,12 +15,13 @@ describe('loadConfig', () => {
   });
 
   it('reads and types each variable', () => {
-    const c = loadConfig({ PORT: '8080', HOST: '127.0.0.1', CLIP_STUDIO_DATA: 'd', CLIP_STUDIO_MODELS: '/m', CLIP_STUDIO_BACKEND: 'wasm', CLIP_STUDIO_WORKERS: '3', OPENAI_BASE_URL: 'http://localhost:11434/v1', CAPTION_LLM_MODEL: 'llava', REDIS_URL: 'redis://localhost:6379', HF_TOKEN: 'x' }, { cwd: '/w' });
+    const c = loadConfig({ PORT: '8080', HOST: '127.0.0.1', CLIP_STUDIO_DATA: 'd', CLIP_STUDIO_MODELS: '/m', CLIP_STUDIO_BACKEND: 'wasm', CLIP_STUDIO_ORT_PROVIDER: 'WebGPU', CLIP_STUDIO_WORKERS: '3', OPENAI_BASE_URL: 'http://localhost:11434/v1', CAPTION_LLM_MODEL: 'llava', REDIS_URL: 'redis://localhost:6379', HF_TOKEN: 'x' }, { cwd: '/w' });
     assert.equal(c.port, 8080);
     assert.equal(c.host, '127.0.0.1');
     assert.equal(c.dataDir, '/w/d');
     assert.equal(c.modelsDir, '/m');
     assert.equal(c.backend, 'wasm');
+    assert.equal(c.ortProvider, 'webgpu');
     assert.equal(c.workers, 3);
     assert.equal(c.llm.baseUrl, 'http://localhost:11434/v1');
     assert.equal(c.llm.model, 'llava');
@@ -31,7 +32,8 @@ describe('loadConfig', () => {
   const bad: [string, string, RegExp][] = [
     ['PORT', 'eighty', /PORT must be an integer port 0–65535/],
     ['CLIP_STUDIO_WORKERS', '0', /CLIP_STUDIO_WORKERS must be an integer 1–64/],
-    ['CLIP_STUDIO_BACKEND', 'cuda', /CLIP_STUDIO_BACKEND must be one of auto, node-gpu, node, wasm, cpu, got "cuda"/],
+    ['CLIP_STUDIO_BACKEND', 'cuda', /CLIP_STUDIO_BACKEND must be one of auto, node-gpu, node, webgpu, wasm, cpu, got "cuda"/],
+    ['CLIP_STUDIO_ORT_PROVIDER', 'gpu', /CLIP_STUDIO_ORT_PROVIDER must be one of auto, cpu, cuda, webgpu, got "gpu"/],
     ['REDIS_URL', 'not a url', /REDIS_URL must be a URL/],
   ];
   for (const [variable, value, message] of bad) {
