@@ -5,13 +5,14 @@
  *
  * Providers: CUDA when ORT's CUDA build is installed (its provider library sits next to the
  * binding — `npm install onnxruntime-node --onnxruntime-node-install=cuda12` puts it there),
- * else CPU. WebGPU on request (`CLIP_STUDIO_ORT_PROVIDER=webgpu`): the stock Linux, macOS and
- * Windows builds of onnxruntime-node carry ORT's WebGPU provider (Dawn, over Vulkan on Linux),
- * so any GPU with a Vulkan driver can run the towers with nothing more installed. It is not
+ * else CPU. WebGPU on request (`CLIP_STUDIO_ORT_PROVIDER=webgpu`): onnxruntime-node 1.30's stock
+ * Linux x64 binary carries ORT's WebGPU provider (Dawn, over Vulkan; its symbols show it), so
+ * any GPU with a Vulkan driver can run the towers with nothing more installed. It is not
  * chosen by `auto`: a machine that merely has a GPU device may have no working Vulkan driver,
- * and a small model gains little over the CPU. Threads: one intra-op thread per core (os.availableParallelism), one inter-op
- * thread; a transformer's graph is a chain, so running nodes in parallel gains nothing and
- * would oversubscribe the cores the matmuls already use. Idle threads do not spin (see `spin`).
+ * and a small model gains little over the CPU. Threads: one intra-op thread per core
+ * (os.availableParallelism), one inter-op thread; a transformer's graph is a chain, so running
+ * nodes in parallel gains nothing and would oversubscribe the cores the matmuls already use. Idle
+ * threads do not spin (see `spin`).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
