@@ -348,6 +348,24 @@ export function weightTensors(w: Omit<ClipWeights, 'config'>): tf.Tensor[] {
   return out;
 }
 
+/**
+ * A tower's float tensors by their path in the weights object (`layers.0.qkv.w`), in a fixed
+ * order: how the ONNX training graphs (engine/onnx/clip-train-onnx.ts) name their inputs.
+ * The pruned vocabulary's id table (int32) and the stored transposes (`wT`, copies of weights
+ * that inference keeps) are left out.
+ */
+export function towerTensors(w: ClipWeights, tower: 'vision' | 'text'): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  const visit = (o: unknown, path: string): void => {
+    if (o instanceof tf.Tensor) {
+      if (o.dtype === 'float32') out.set(path, o);
+    } else if (Array.isArray(o)) o.forEach((x, i) => visit(x, `${path}.${i}`));
+    else if (o && typeof o === 'object') for (const [k, x] of Object.entries(o)) if (k !== 'wT') visit(x, path ? `${path}.${k}` : k);
+  };
+  visit(w[tower], '');
+  return out;
+}
+
 export function disposeClipWeights(w: ClipWeights): void {
   for (const t of weightTensors(w)) t.dispose();
 }

@@ -19,6 +19,12 @@ import { generate, loadGenerateModels, validateGenerateParams } from '../../engi
 import { FIXTURE_DIR } from '../helpers/generate-models';
 import { activationTolerance, cosine, fixtureDirs, maxAbs, maxAbsDiff } from '../helpers/fixtures';
 import { requireWebGpuAdapter } from '../helpers/system';
+import { ClipTokenizer } from '../../engine/models/tokenizer';
+import { parseClipConfig } from '../../engine/models/config';
+import { clipWeightsFromStateDict, tokenRowTable, towerTensors, weightTensors } from '../../engine/models/clip-weights';
+import { demoTokenIds } from '../../engine/demo/clip-data';
+import { DEMO_CLIP_SIZES, demoClipConfigJson, demoPreprocessorJson, initClipStateDict } from '../../engine/demo/train-clip';
+import { OrtClipTowers, patchRows, textInputs } from '../../engine/onnx/clip-train-onnx';
 
 const gpu = await requireWebGpuAdapter();
 
@@ -120,5 +126,45 @@ test('the generate loop runs on the WebGPU backend: previews, the image, the los
     assert.equal(tf.memory().numTensors, before, 'the generate loop on webgpu leaked tensors');
   } finally {
     models.dispose();
+  }
+});
+
+test("the demo CLIP's training graphs give the same embeddings and gradients on onnxruntime's WebGPU provider as on the CPU", { skip: gpu.skip, timeout: 180_000 }, async (t) => {
+  const tok = await ClipTokenizer.load();
+  const tokenIds = demoTokenIds(tok);
+  const config = parseClipConfig(demoClipConfigJson(DEMO_CLIP_SIZES, tokenIds.length), demoPreprocessorJson(DEMO_CLIP_SIZES));
+  const state = initClipStateDict(config, 5, tokenIds);
+  const w = clipWeightsFromStateDict(state, config, 'demo CLIP');
+  const shapes = { vision: new Map([...towerTensors(w, 'vision')].map(([k, x]) => [k, x.shape])), text: new Map([...towerTensors(w, 'text')].map(([k, x]) => [k, x.shape])) };
+  const values = (tower: 'vision' | 'text') => new Map([...towerTensors(w, tower)].map(([k, x]) => [k, x.dataSync() as Float32Array]));
+  const [gpuTowers, cpuTowers] = [await OrtClipTowers.create(config, shapes, { provider: 'webgpu' }), await OrtClipTowers.create(config, shapes, { provider: 'cpu' })];
+  try {
+    assert.equal(gpuTowers.provider, 'webgpu');
+    const N = 6;
+    const S = config.vision.imageSize;
+    const pixels = Float32Array.from({ length: N * 3 * S * S }, (_, i) => Math.sin(i * 0.37) * 1.5);
+    const ids = new Int32Array(N * 8);
+    for (let i = 0; i < N; i++) ids.set([49406, ...tok.encode(['a red circle', 'two small stars', 'a drawing of a cat', 'a', 'a blue heart', 'a moon'][i]!), 49407], i * 8);
+    const inputs = {
+      vision: { n: N, patches: patchRows(pixels, N, config.vision) },
+      text: { n: N, t: 8, ...textInputs(ids, N, 8, tokenRowTable(tokenIds), config.text.vocabSize, config.text.maxPositionEmbeddings) },
+    };
+    const dEmbeds = Float32Array.from({ length: N * config.projectionDim }, (_, i) => Math.cos(i * 0.11));
+    for (const tower of ['vision', 'text'] as const) {
+      const e = maxAbsDiff(await gpuTowers.embed(tower, values(tower), inputs[tower]), await cpuTowers.embed(tower, values(tower), inputs[tower]));
+      const [g, c] = [await gpuTowers.gradients(tower, values(tower), inputs[tower], dEmbeds), await cpuTowers.gradients(tower, values(tower), inputs[tower], dEmbeds)];
+      let worst = 0;
+      for (const [path, want] of c) {
+        if (path.endsWith('qkv.b')) continue; // its k third has a true gradient of 0: both sides are rounding noise
+        worst = Math.max(worst, maxAbsDiff(g.get(path)!, want) / maxAbs(want));
+      }
+      t.diagnostic(`${gpu.device} ${tower}: embeddings within ${e.toExponential(2)}, gradients within ${worst.toExponential(2)} (relative)`);
+      assert.ok(e < 1e-4, `${tower} embeddings differ by ${e}`);
+      assert.ok(worst < 1e-3, `${tower} gradients differ by ${worst} (relative)`);
+    }
+  } finally {
+    await gpuTowers.release();
+    await cpuTowers.release();
+    tf.dispose(weightTensors(w));
   }
 });
