@@ -16,7 +16,7 @@ import { worldVocabulary } from './world';
 
 interface TrainingRecord {
   seed: number; steps: number; batchSize: number; peakLr: number; warmup: number; weightDecay: number;
-  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; auxHeads?: boolean; auxFrom?: number; workers?: number; backgroundLabels?: boolean; visionLrScale?: number; contrastTwins?: boolean; twinCurriculum?: number; twinBlendStart?: number; secondsBeforeResume?: number; resumedAt?: number; backend: string; losses: { step: number; loss: number }[];
+  sizes: DemoClipSizes; seconds: number; labelsFrom?: number; auxHeads?: boolean; auxFrom?: number; workers?: number; backgroundLabels?: boolean; visionLrScale?: number; contrastTwins?: boolean; twinCurriculum?: number; twinBlendStart?: number; secondsBeforeResume?: number; resumedAt?: number; engine?: 'tfjs' | 'onnx'; ortProvider?: string; backend: string; losses: { step: number; loss: number }[];
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -144,7 +144,13 @@ step applies the mean of their gradients; ${((t.steps - t.resumedAt) * t.batchSi
 computes on one thread in Node. The schedule was lengthened to ${t.steps} steps at the resume, so the
 learning rate rose from its floor again and decayed anew.` : ''}
 
-Trained on the tfjs ${t.backend} backend of a 2-core machine in **${(t.seconds / 60).toFixed(1)} minutes**. ${t.labelsFrom === 0
+${t.engine === 'onnx' ? `**Engine.** Both towers ran forward and backward on onnxruntime${t.ortProvider ? ` (${t.ortProvider} provider)` : ''} (engine/onnx/clip-train-onnx.ts:
+ONNX graphs of the towers with their weights as inputs, and their backward passes built by
+engine/onnx/autodiff.ts), the loss on the embeddings and AdamW in tfjs, and the next batch was
+drawn in a worker thread meanwhile (engine/demo/batch-worker.ts); ${(t.steps * t.batchSize / t.seconds).toFixed(1)} pictures/s in one process. The
+gradients are clip.ts's (to ~2e-6 relative; test/engine/onnx/clip-train-onnx.test.ts).
+
+` : ''}Trained ${t.engine === 'onnx' ? `with onnxruntime and tfjs (${t.backend}) on` : `on the tfjs ${t.backend} backend of`} a 2-core machine in **${(t.seconds / 60).toFixed(1)} minutes**. ${t.labelsFrom === 0
   ? `The loss (contrastive and label terms from step 1${t.auxHeads ? (t.auxFrom ? `, auxiliary heads from step ${t.auxFrom}` : ' and auxiliary heads') : ''}) was ${loss(0).loss.toFixed(2)} at step ${loss(0).step} and ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings; at chance each label term alone is ln 8 + ln 8 + ln 28${t.backgroundLabels ? ' + ln 9' : ''} = ${(2 * Math.log(8) + Math.log(28) + (t.backgroundLabels ? Math.log(9) : 0)).toFixed(2)} and the contrastive term ln ${t.batchSize / (t.workers ?? 1)} = ${Math.log(t.batchSize / (t.workers ?? 1)).toFixed(2)}${(t.workers ?? 1) > 1 ? ' (the last readings are worker 0\'s loss on its share of the batch)' : ''}.`
   : `Contrastive loss ${loss(0).loss.toFixed(2)} at step ${loss(0).step}${before ? ` → ${before.loss.toFixed(2)} at step ${before.step} (chance is ln ${t.batchSize} = ${Math.log(t.batchSize).toFixed(2)})` : ''}; with the label term added${t.labelsFrom !== undefined ? ` (chance ln 8 + ln 8 + ln 28 = ${(2 * Math.log(8) + Math.log(28)).toFixed(2)} more)` : ''}, ${(lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length).toFixed(2)} over the last ${lastLosses.length} readings.`}
 

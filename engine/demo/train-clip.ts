@@ -17,11 +17,13 @@ import { join, resolve } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import type { HostTensor, StateDict } from '../io/host-tensor';
 import { encodeImage, encodeText, logitsPerImage } from '../models/clip';
-import { clipWeightsFromStateDict, clipWeightsToStateDict, expectedClipShapes, TOKEN_IDS_KEY, weightTensors, type ClipWeights } from '../models/clip-weights';
+import { clipWeightsFromStateDict, clipWeightsToStateDict, expectedClipShapes, tokenRowTable, TOKEN_IDS_KEY, towerTensors, weightTensors, type ClipWeights } from '../models/clip-weights';
+import { OrtClipTowers, patchRows, textInputs } from '../onnx/clip-train-onnx';
 import { parseClipConfig, type ClipConfig } from '../models/config';
 import { ClipTokenizer } from '../models/tokenizer';
 import { initBackend, tf } from '../runtime/tf';
-import { clipBatch, demoTokenIds, labelPrompts, tokenRows, type ClipBatch } from './clip-data';
+import { clipBatch, demoTokenIds, labelPrompts, tokenRows } from './clip-data';
+import { BatchPrefetcher, type BatchRequest, type TrainBatch } from './batch-worker';
 import { isDataParallelWorker, runDataParallel, workerExchange, workerFailed, workerFinished, workerPayload, type GradientExchange } from './data-parallel';
 import { AdamW, secondsSince, seededNormal, warmupCosine } from './train-common';
 
@@ -122,17 +124,39 @@ export function clipLoss(w: ClipWeights, pixels: tf.Tensor4D, ids: tf.Tensor2D, 
     const B = pixels.shape[0];
     // The twins go through the image tower in the same batch: [B + K, 3, S, S] -> [B + K, P]
     const all = twins ? encodeImage(w, tf.concat([pixels, twins.pixels], 0)) : encodeImage(w, pixels);
-    const images = twins ? tf.slice(all, [0, 0], [B, -1]) : all;
-    const twinTerm = twins && heads ? twinLoss(images, tf.slice(all, [B, 0], [-1, -1]), twins, heads) : undefined;
-    const aux0 = labels && heads ? auxLoss(images, labels, heads) : undefined;
+    return embeddingLoss(w, {
+      images: twins ? tf.slice(all, [0, 0], [B, -1]) : all,
+      ...(twins ? { twinImages: tf.slice(all, [B, 0], [-1, -1]) } : {}),
+      texts: encodeText(w, ids),
+      ...(labels ? { labelTexts: encodeText(w, labels.ids) } : {}),
+    }, matches, labels, heads, twins);
+  });
+}
+
+/** The embeddings clipLoss scores: the batch's pictures, their twins, its captions and the label captions. */
+export interface BatchEmbeddings {
+  images: tf.Tensor2D;
+  twinImages?: tf.Tensor2D;
+  texts: tf.Tensor2D;
+  labelTexts?: tf.Tensor2D;
+}
+
+/**
+ * clipLoss from the towers' outputs: the trainer on onnxruntime (--engine onnx) computes the
+ * embeddings there and takes this loss's gradient w.r.t. them in tfjs.
+ */
+export function embeddingLoss(w: ClipWeights, e: BatchEmbeddings, matches: tf.Tensor2D, labels?: LabelTerm, heads?: AuxHeads, twins?: TwinTerm): tf.Scalar {
+  return tf.tidy(() => {
+    const twinTerm = twins && heads && e.twinImages ? twinLoss(e.images, e.twinImages, twins, heads) : undefined;
+    const aux0 = labels && heads ? auxLoss(e.images, labels, heads) : undefined;
     const aux = aux0 && twinTerm ? tf.add(aux0, twinTerm) as tf.Scalar : aux0 ?? twinTerm;
-    const logits = logitsPerImage(w, images, encodeText(w, ids)); // [images, texts]
+    const logits = logitsPerImage(w, e.images, e.texts); // [images, texts]
     const perImage = tf.div(matches, tf.sum(matches, 1, true));
     const perText = tf.div(matches, tf.sum(matches, 0, true));
     const i2t = tf.neg(tf.mean(tf.sum(tf.mul(perImage, tf.logSoftmax(logits, 1)), 1)));
     const t2i = tf.neg(tf.mean(tf.sum(tf.mul(perText, tf.logSoftmax(tf.transpose(logits), 1).transpose()), 0)));
     const contrastive = tf.div(tf.add(i2t, t2i), 2) as tf.Scalar;
-    const withLabels = labels ? tf.add(contrastive, labelLoss(w, images, labels)) as tf.Scalar : contrastive;
+    const withLabels = labels && e.labelTexts ? tf.add(contrastive, labelLoss(w, e.images, e.labelTexts, labels)) as tf.Scalar : contrastive;
     return aux ? tf.add(withLabels, aux) as tf.Scalar : withLabels;
   });
 }
@@ -230,8 +254,8 @@ export interface LabelTerm {
  * shapes, all eight colours, all 28 subjects), for the pictures one of them fits: the batch's
  * own captions rarely put "a circle" next to "a star", these do, every step.
  */
-function labelLoss(w: ClipWeights, images: tf.Tensor2D, labels: LabelTerm): tf.Scalar {
-  const logits = logitsPerImage(w, images, encodeText(w, labels.ids)); // [B, L]
+function labelLoss(w: ClipWeights, images: tf.Tensor2D, labelTexts: tf.Tensor2D, labels: LabelTerm): tf.Scalar {
+  const logits = logitsPerImage(w, images, labelTexts); // [B, L]
   let total: tf.Tensor = tf.scalar(0);
   for (const g of labels.groups) {
     const part = tf.slice(logits, [0, g.start], [-1, g.size]);
@@ -284,6 +308,13 @@ export interface TrainOptions {
    * both polarities.
    */
   twinCurriculum?: number;
+  /**
+   * Where the towers run: `tfjs` (forward and backward on the tfjs backend), or `onnx`: both
+   * towers forward and backward on onnxruntime (clip-train-onnx.ts), only the loss on the
+   * embeddings in tfjs. The same maths (gradients agree to ~2e-6 relative); onnx is several
+   * times faster on a CPU. One process: onnxruntime uses every core itself.
+   */
+  engine?: TrainEngine;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
   until?: number;
   /**
@@ -293,6 +324,10 @@ export interface TrainOptions {
    */
   exchange?: GradientExchange;
 }
+
+export type TrainEngine = 'tfjs' | 'onnx';
+const ONNX_ONE_PROCESS = 'The onnx engine trains in one process (onnxruntime uses every core); use --workers 1.';
+export const TRAIN_ENGINES: readonly TrainEngine[] = ['tfjs', 'onnx'];
 
 export interface TrainedClip {
   weights: ClipWeights;
@@ -305,9 +340,11 @@ export interface TrainedClip {
   startedAt: number;
   /** Seconds trained before this run (from the checkpoint it resumed). */
   secondsBefore: number;
+  /** With the onnx engine: the execution provider the towers ran on. */
+  ortProvider?: string;
 }
 
-function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
+function batchTensors(b: TrainBatch, batchSize: number, imageSize: number) {
   return {
     pixels: tf.tensor4d(b.pixels, [batchSize, 3, imageSize, imageSize]),
     ids: tf.tensor2d(b.ids, [batchSize, b.tokens], 'int32'),
@@ -317,8 +354,8 @@ function batchTensors(b: ClipBatch, batchSize: number, imageSize: number) {
 
 const MAX_LOGIT_SCALE = Math.log(100);
 
-function labelTensors(b: ClipBatch, prompts: ReturnType<typeof labelPrompts> & { rows: { ids: Int32Array; tokens: number } }): LabelTerm {
-  const B = b.samples.length;
+function labelTensors(b: TrainBatch, prompts: ReturnType<typeof labelPrompts> & { rows: { ids: Int32Array; tokens: number } }): LabelTerm {
+  const B = b.captions.length;
   return {
     ids: tf.tensor2d(prompts.rows.ids, [prompts.texts.length, prompts.rows.tokens], 'int32'),
     groups: prompts.groups.map((g) => {
@@ -329,7 +366,7 @@ function labelTensors(b: ClipBatch, prompts: ReturnType<typeof labelPrompts> & {
   };
 }
 
-function twinTensors(b: ClipBatch, batchSize: number, imageSize: number, shapes: number): TwinTerm {
+function twinTensors(b: TrainBatch, batchSize: number, imageSize: number, shapes: number): TwinTerm {
   const of = b.twins!.of;
   const K = of.length;
   const pick = new Float32Array(K * batchSize);
@@ -387,6 +424,13 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
     tower(weights.vision);
   }
   const opt = new AdamW(vars, decay, { weightDecay: opts.weightDecay, lrScale });
+  if (opts.engine === 'onnx' && shards > 1) throw new RangeError(ONNX_ONE_PROCESS);
+  const towers = opts.engine === 'onnx' ? await OrtClipTowers.create(config, {
+    vision: new Map([...towerTensors(weights, 'vision')].map(([k, t]) => [k, t.shape])),
+    text: new Map([...towerTensors(weights, 'text')].map(([k, t]) => [k, t.shape])),
+  }) : undefined;
+  if (towers) log(`both towers on onnxruntime (${towers.provider}), the loss on tfjs ${tf.getBackend()}`);
+  const rowOf = tokenRowTable(tokenIds);
   const losses: { step: number; loss: number }[] = [];
   let start = 0;
   let secondsBefore = 0;
@@ -437,21 +481,38 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   }
   const headOpt = heads ? new AdamW(headVars, new Set(), { weightDecay: 0 }) : undefined;
   const stopAt = Math.min(opts.steps, opts.until ?? opts.steps);
+  /** Batch `step`: one worker draws batch `step` of the stream; several, shard k of step s is batch s·shards + k at the shard's size. */
+  const requestFor = (step: number): BatchRequest => {
+    const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
+    return {
+      seed: opts.seed, index: opts.fixedBatch ? 0 : step * shards + shard, batchSize: shardBatch, labelMix: withLabels,
+      contrastTwins: withLabels && !!heads?.predictor,
+      twinBlend: opts.twinCurriculum ? TWIN_BLEND_START * Math.max(0, 1 - step / opts.twinCurriculum) : 0,
+    };
+  };
+  // onnxruntime blocks the main thread while it runs: draw the next batch in a worker meanwhile.
+  const prefetch = towers ? await BatchPrefetcher.start(config.preprocess) : undefined;
   for (let step = start; step < stopAt; step++) {
     const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
-    // One worker: batch `step` of the stream. Several: shard k of step s is batch s·shards + k
-    // of the stream at the shard's size.
-    const batchIndex = opts.fixedBatch ? 0 : step * shards + shard;
     const twinsNow = withLabels && !!heads?.predictor;
-    const twinBlend = opts.twinCurriculum ? TWIN_BLEND_START * Math.max(0, 1 - step / opts.twinCurriculum) : 0;
-    const batch = clipBatch(opts.seed, batchIndex, { batchSize: shardBatch, pre: config.preprocess, tok, labelMix: withLabels, contrastTwins: twinsNow, twinBlend });
+    let batch: TrainBatch;
+    if (prefetch) {
+      if (step === start) prefetch.request(step, requestFor(step));
+      if (step + 1 < stopAt) prefetch.request(step + 1, requestFor(step + 1));
+      batch = await prefetch.take(step);
+    } else {
+      const { seed, index, ...request } = requestFor(step);
+      batch = clipBatch(seed, index, { ...request, pre: config.preprocess, tok });
+    }
     const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
     const t = batchTensors(batch, shardBatch, S);
     const labels = withLabels ? labelTensors(batch, prompts) : undefined;
     const withHeads = labels ? heads : undefined;
     const trained = withHeads ? [...vars, ...headVars] : vars;
     const twins = twinsNow && batch.twins!.of.length > 0 ? twinTensors(batch, shardBatch, S, labelSet.groups[0]!.size) : undefined;
-    const { value, grads: own } = tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads, twins), trained);
+    const { value, grads: own } = towers
+      ? await onnxGradients(towers, weights, { batch, t, labels, labelRows: prompts.rows, heads: withHeads, headVars: withHeads ? headVars : [], twins, rowOf })
+      : tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads, twins), trained);
     const grads = opts.exchange ? await averaged(opts.exchange, step, trained, own) : own;
     opt.step(grads, lr);
     if (withHeads) headOpt!.step(grads, lr);
@@ -475,8 +536,79 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   }
   opt.dispose();
   headOpt?.dispose();
+  await towers?.release();
+  await prefetch?.close();
   tf.dispose(headVars);
-  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start, secondsBefore };
+  return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start, secondsBefore, ...(towers ? { ortProvider: towers.provider } : {}) };
+}
+
+/**
+ * clipLoss and the gradients of every weight, with the towers on onnxruntime: their embeddings
+ * from the forward graphs, the loss and its gradient w.r.t. the embeddings (and the
+ * temperature and heads) in tfjs, then the weights' gradients from the backward graphs.
+ */
+async function onnxGradients(towers: OrtClipTowers, weights: ClipWeights, s: {
+  batch: TrainBatch; t: ReturnType<typeof batchTensors>; labels?: LabelTerm; labelRows: { ids: Int32Array; tokens: number };
+  heads?: AuxHeads; headVars: tf.Variable[]; twins?: TwinTerm; rowOf: Int32Array;
+}): Promise<{ value: tf.Scalar; grads: tf.NamedTensorMap }> {
+  const config = weights.config;
+  const B = s.batch.captions.length;
+  const K = s.twins ? s.batch.twins!.of.length : 0;
+  const L = s.labels ? s.labelRows.ids.length / s.labelRows.tokens : 0;
+  const P = config.projectionDim;
+  // pictures then twins: [B + K, 3, S, S] -> patch rows
+  const pixels = K ? new Float32Array(s.batch.pixels.length + s.batch.twins!.pixels.length) : s.batch.pixels;
+  if (K) { pixels.set(s.batch.pixels); pixels.set(s.batch.twins!.pixels, s.batch.pixels.length); }
+  const images = { n: B + K, patches: patchRows(pixels, B + K, config.vision) };
+  // Captions and label captions go through the text tower separately, each at its own length
+  // (the label captions are short: one padded batch would be a third padding).
+  const vocab = weights.text.tokenEmbedding.shape[0];
+  const textBatch = (ids: Int32Array, tokens: number) => ({ n: ids.length / tokens, t: tokens, ...textInputs(ids, ids.length / tokens, tokens, s.rowOf, vocab, config.text.maxPositionEmbeddings) });
+  const texts = [textBatch(s.batch.ids, s.batch.tokens), ...(L ? [textBatch(s.labelRows.ids, s.labelRows.tokens)] : [])];
+  const vision = towerTensors(weights, 'vision');
+  const text = towerTensors(weights, 'text');
+  const values = (m: Map<string, tf.Tensor>) => new Map([...m].map(([k, x]) => [k, x.dataSync() as Float32Array]));
+  const [visionValues, textValues] = [values(vision), values(text)];
+  const variable = async (embeds: Promise<Float32Array>, rows: number) => { // the variable keeps its own handle
+    const data = await embeds;
+    return tf.tidy(() => tf.variable(tf.tensor2d(data, [rows, P]), true));
+  };
+  const embeds = [await variable(towers.embed('vision', visionValues, images), B + K)];
+  for (const x of texts) embeds.push(await variable(towers.embed('text', textValues, x), x.n));
+  try {
+    const [imageEmbeds, captionEmbeds, labelEmbeds] = embeds;
+    const { value, grads } = tf.variableGrads(() => embeddingLoss(weights, {
+      images: tf.slice(imageEmbeds!, [0, 0], [B, -1]),
+      ...(K ? { twinImages: tf.slice(imageEmbeds!, [B, 0], [-1, -1]) } : {}),
+      texts: captionEmbeds!,
+      ...(labelEmbeds ? { labelTexts: labelEmbeds } : {}),
+    }, s.t.matches, s.labels, s.heads, s.twins), [...embeds, weights.logitScale as tf.Variable, ...s.headVars]);
+    const dEmbeds = embeds.map((e) => {
+      const d = grads[e.name]!;
+      delete grads[e.name];
+      const data = d.dataSync() as Float32Array;
+      d.dispose();
+      return data;
+    });
+    // Σ over the batches each tower ran (the text tower: captions, then label captions)
+    const sum = (parts: Map<string, Float32Array>[]) => {
+      const [first, ...rest] = parts;
+      for (const g of rest) for (const [path, x] of g) {
+        const acc = first!.get(path)!;
+        for (let i = 0; i < x.length; i++) acc[i] += x[i]!;
+      }
+      return first!;
+    };
+    const visionGrads = await towers.gradients('vision', visionValues, images, dEmbeds[0]!);
+    const textGrads: Map<string, Float32Array>[] = [];
+    for (let i = 0; i < texts.length; i++) textGrads.push(await towers.gradients('text', textValues, texts[i]!, dEmbeds[i + 1]!));
+    for (const [tensors, g] of [[vision, visionGrads], [text, sum(textGrads)]] as const) {
+      for (const [path, x] of tensors) grads[(x as tf.Variable).name] = tf.tensor(g.get(path)!, x.shape);
+    }
+    return { value, grads };
+  } finally {
+    tf.dispose(embeds);
+  }
 }
 
 /**
@@ -537,8 +669,10 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
     }
     return [];
   }
-  const workers = Number(argOf(args, 'workers') ?? DEFAULT_TRAIN.workers);
+  // onnxruntime spreads one process over every core; tfjs-wasm needs a worker per core.
+  const workers = Number(argOf(args, 'workers') ?? (argOf(args, 'engine') === 'onnx' ? 1 : DEFAULT_TRAIN.workers));
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new RangeError(`--workers must be an integer 1–64, got ${argOf(args, 'workers')}`);
+  if (argOf(args, 'engine') === 'onnx' && workers > 1) throw new RangeError(ONNX_ONE_PROCESS);
   if (workers === 1) return [await train(args)];
   console.log(`training with ${workers} data-parallel workers (worker threads)`);
   return (await runDataParallel(new URL(import.meta.url), workers, { job: 'demo-clip', args: [...args] })) as TrainSummary[];
@@ -563,8 +697,11 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   if (!Number.isInteger(twinCurriculum) || twinCurriculum < 0 || twinCurriculum > steps) throw new RangeError(`--twin-curriculum must be a whole number of steps from 0 to --steps (${steps}), got ${arg('twin-curriculum')}`);
   const visionLrScale = Number(arg('vision-lr-scale') ?? 1);
   if (!(visionLrScale > 0 && visionLrScale <= 10)) throw new RangeError(`--vision-lr-scale must be a number in (0, 10], got ${arg('vision-lr-scale')}`);
+  const engine = (arg('engine') ?? 'tfjs') as TrainEngine;
+  if (!TRAIN_ENGINES.includes(engine)) throw new RangeError(`--engine must be one of ${TRAIN_ENGINES.join(', ')}, got ${arg('engine')}`);
   const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
+    engine,
     ...DEFAULT_TRAIN, steps, batchSize, sizes: DEMO_CLIP_SIZES, checkpointDir, checkpointEvery: 100, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum,
     resume: args.includes('--resume'), log: (l) => console.log(l), ...(until !== undefined ? { until } : {}), ...(exchange ? { exchange } : {}),
   });
@@ -584,7 +721,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   await saveDemoClip(out, trained, DEMO_CLIP_SIZES);
   writeFileSync(join(out, 'training.json'), `${JSON.stringify({
     seed: DEFAULT_TRAIN.seed, steps, resumedAt: trained.startedAt, secondsBeforeResume: Math.round(trained.secondsBefore), batchSize, workers: exchange?.shards ?? 1, labelsFrom: DEFAULT_TRAIN.labelsFrom, auxHeads, backgroundLabels, visionLrScale, contrastTwins, twinCurriculum, ...(twinCurriculum ? { twinBlendStart: TWIN_BLEND_START } : {}), peakLr: DEFAULT_TRAIN.peakLr, warmup: DEFAULT_TRAIN.warmup, weightDecay: DEFAULT_TRAIN.weightDecay,
-    sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), backend: tf.getBackend(),
+    sizes: DEMO_CLIP_SIZES, seconds: Math.round(trained.seconds), engine, ...(trained.ortProvider ? { ortProvider: trained.ortProvider } : {}), backend: tf.getBackend(),
     losses: trained.losses.filter((_, i) => i % 5 === 0 || i === trained.losses.length - 1),
   }, null, 2)}\n`);
   console.log(`saved ${out} after ${trained.seconds.toFixed(0)} s`);

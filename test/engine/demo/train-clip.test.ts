@@ -17,7 +17,7 @@ import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
 import { readSafetensors } from '../../../engine/io/safetensors';
 import { toClipPixels } from '../../../engine/io/images';
 import { encodeText, loadClip } from '../../../engine/models/clip';
-import { weightTensors } from '../../../engine/models/clip-weights';
+import { clipWeightsToStateDict, weightTensors } from '../../../engine/models/clip-weights';
 import { ClipTokenizer } from '../../../engine/models/tokenizer';
 import { initBackend, tf } from '../../../engine/runtime/tf';
 
@@ -236,4 +236,30 @@ test('contrast twins (and a twin curriculum) train with the heads and their pred
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the onnx engine (towers on onnxruntime, batches drawn in a worker) trains the same model as tfjs, step for step', { timeout: 120_000 }, async () => {
+  await initBackend();
+  const before = tf.memory().numTensors;
+  // The full recipe's terms: labels with backgrounds, auxiliary heads, contrast twins, a twin blend, a slower image tower.
+  const recipe = { ...base, steps: 4, labelsFrom: 0, auxHeads: true, backgroundLabels: true, contrastTwins: true, twinCurriculum: 2, visionLrScale: 0.2 };
+  const viaTfjs = await trainClip({ ...recipe, engine: 'tfjs' });
+  const viaOnnx = await trainClip({ ...recipe, engine: 'onnx' });
+  viaOnnx.losses.forEach((l, i) => {
+    const want = viaTfjs.losses[i]!.loss;
+    assert.ok(Math.abs(l.loss - want) < 1e-4 * Math.abs(want), `step ${l.step}: onnx loss ${l.loss}, tfjs ${want}`);
+  });
+  const [a, b] = [await clipWeightsToStateDict(viaTfjs.weights), await clipWeightsToStateDict(viaOnnx.weights)];
+  for (const [key, t] of a) {
+    // The k bias's true gradient is 0: Adam turns either side's rounding noise into steps.
+    if (t.dtype !== 'float32' || key.endsWith('k_proj.bias')) continue;
+    const x = t.data as Float32Array, y = b.get(key)!.data as Float32Array;
+    let err = 0, scale = 0;
+    x.forEach((v, i) => { err = Math.max(err, Math.abs(v - y[i]!)); scale = Math.max(scale, Math.abs(v)); });
+    assert.ok(err <= 1e-4 * scale, `${key}: the engines' weights differ by ${err} after 4 steps`);
+  }
+  for (const t of [...weightTensors(viaTfjs.weights), ...weightTensors(viaOnnx.weights)]) t.dispose();
+  assert.equal(tf.memory().numTensors, before, 'no tensor leaks through the onnx engine');
+  await assert.rejects(main(['--steps', '1', '--engine', 'torch']), /--engine must be one of tfjs, onnx, got torch/);
+  await assert.rejects(main(['--workers', '2', '--steps', '1', '--engine', 'onnx']), /The onnx engine trains in one process \(onnxruntime uses every core\); use --workers 1/);
 });
