@@ -8,9 +8,9 @@
  * of a cat share "a drawing of a cat"). AdamW, warmup + cosine. Pictures are drawn on the fly
  * from seeds no evaluation uses (eval-clip.ts).
  *
- *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume] [--workers N]
- *     [--vision-lr-scale X] [--background-labels] [--contrast-twins] [--twin-curriculum STEPS]
- *     [--no-aux] [--until STEP] [--checkpoints DIR]
+ *   npx tsx engine/demo/train-clip.ts [--steps N] [--batch B] [--out DIR] [--resume]
+ *     [--engine onnx|tfjs] [--workers N] [--vision-lr-scale X] [--background-labels]
+ *     [--contrast-twins] [--twin-curriculum STEPS] [--no-aux] [--until STEP] [--checkpoints DIR]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -492,52 +492,56 @@ export async function trainClip(opts: TrainOptions): Promise<TrainedClip> {
   };
   // onnxruntime blocks the main thread while it runs: draw the next batch in a worker meanwhile.
   const prefetch = towers ? await BatchPrefetcher.start(config.preprocess) : undefined;
-  for (let step = start; step < stopAt; step++) {
-    const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
-    const twinsNow = withLabels && !!heads?.predictor;
-    let batch: TrainBatch;
-    if (prefetch) {
-      if (step === start) prefetch.request(step, requestFor(step));
-      if (step + 1 < stopAt) prefetch.request(step + 1, requestFor(step + 1));
-      batch = await prefetch.take(step);
-    } else {
-      const { seed, index, ...request } = requestFor(step);
-      batch = clipBatch(seed, index, { ...request, pre: config.preprocess, tok });
+  try {
+    for (let step = start; step < stopAt; step++) {
+      const withLabels = opts.labelsFrom !== undefined && step >= opts.labelsFrom;
+      const twinsNow = withLabels && !!heads?.predictor;
+      let batch: TrainBatch;
+      if (prefetch) {
+        if (step === start) prefetch.request(step, requestFor(step));
+        if (step + 1 < stopAt) prefetch.request(step + 1, requestFor(step + 1));
+        batch = await prefetch.take(step);
+      } else {
+        const { seed, index, ...request } = requestFor(step);
+        batch = clipBatch(seed, index, { ...request, pre: config.preprocess, tok });
+      }
+      const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
+      const t = batchTensors(batch, shardBatch, S);
+      const labels = withLabels ? labelTensors(batch, prompts) : undefined;
+      const withHeads = labels ? heads : undefined;
+      const trained = withHeads ? [...vars, ...headVars] : vars;
+      const twins = twinsNow && batch.twins!.of.length > 0 ? twinTensors(batch, shardBatch, S, labelSet.groups[0]!.size) : undefined;
+      const { value, grads: own } = towers
+        ? await onnxGradients(towers, weights, { batch, t, labels, labelRows: prompts.rows, heads: withHeads, headVars: withHeads ? headVars : [], twins, rowOf })
+        : tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads, twins), trained);
+      const grads = opts.exchange ? await averaged(opts.exchange, step, trained, own) : own;
+      opt.step(grads, lr);
+      if (withHeads) headOpt!.step(grads, lr);
+      tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
+      tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
+      if (grads !== own) tf.dispose(Object.values(own));
+      if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
+      if (twins) tf.dispose([twins.pixels, twins.of, twins.shapes]);
+      if ((step + 1) % readEvery === 0 || step === start || step + 1 === stopAt) {
+        const loss = (await value.data())[0]!;
+        losses.push({ step: step + 1, loss });
+        opts.onStep?.(step + 1, loss);
+        const elapsed = secondsSince(t0);
+        const scale = Math.exp((await weights.logitScale.data())[0]!);
+        log(`step ${step + 1}/${opts.steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} scale ${scale.toFixed(1)} ` +
+          `${((step + 1 - start) * opts.batchSize / elapsed).toFixed(1)} img/s ${elapsed.toFixed(0)} s tensors ${tf.memory().numTensors}${shards > 1 ? ` (${shards} workers; loss of shard 0)` : ''}`);
+        if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step + 1}`);
+      }
+      value.dispose();
+      if (opts.checkpointEvery && ((step + 1) % opts.checkpointEvery === 0 || step + 1 === stopAt)) await checkpoint(step + 1);
     }
-    const lr = warmupCosine(step, opts.peakLr, opts.warmup, opts.steps);
-    const t = batchTensors(batch, shardBatch, S);
-    const labels = withLabels ? labelTensors(batch, prompts) : undefined;
-    const withHeads = labels ? heads : undefined;
-    const trained = withHeads ? [...vars, ...headVars] : vars;
-    const twins = twinsNow && batch.twins!.of.length > 0 ? twinTensors(batch, shardBatch, S, labelSet.groups[0]!.size) : undefined;
-    const { value, grads: own } = towers
-      ? await onnxGradients(towers, weights, { batch, t, labels, labelRows: prompts.rows, heads: withHeads, headVars: withHeads ? headVars : [], twins, rowOf })
-      : tf.variableGrads(() => clipLoss(weights, t.pixels, t.ids, t.matches, labels, withHeads, twins), trained);
-    const grads = opts.exchange ? await averaged(opts.exchange, step, trained, own) : own;
-    opt.step(grads, lr);
-    if (withHeads) headOpt!.step(grads, lr);
-    tf.tidy(() => (weights.logitScale as unknown as tf.Variable).assign(tf.minimum(weights.logitScale, MAX_LOGIT_SCALE)));
-    tf.dispose([t.pixels, t.ids, t.matches, ...Object.values(grads)]);
-    if (grads !== own) tf.dispose(Object.values(own));
-    if (labels) tf.dispose([labels.ids, ...labels.groups.map((g) => g.targets)]);
-    if (twins) tf.dispose([twins.pixels, twins.of, twins.shapes]);
-    if ((step + 1) % readEvery === 0 || step === start || step + 1 === stopAt) {
-      const loss = (await value.data())[0]!;
-      losses.push({ step: step + 1, loss });
-      opts.onStep?.(step + 1, loss);
-      const elapsed = secondsSince(t0);
-      const scale = Math.exp((await weights.logitScale.data())[0]!);
-      log(`step ${step + 1}/${opts.steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} scale ${scale.toFixed(1)} ` +
-        `${((step + 1 - start) * opts.batchSize / elapsed).toFixed(1)} img/s ${elapsed.toFixed(0)} s tensors ${tf.memory().numTensors}${shards > 1 ? ` (${shards} workers; loss of shard 0)` : ''}`);
-      if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step + 1}`);
-    }
-    value.dispose();
-    if (opts.checkpointEvery && ((step + 1) % opts.checkpointEvery === 0 || step + 1 === stopAt)) await checkpoint(step + 1);
+  } finally {
+    // ORT's sessions and the batch worker, also when a step throws (a worker would keep the process alive)
+    await prefetch?.close();
+    await towers?.release();
   }
   opt.dispose();
   headOpt?.dispose();
-  await towers?.release();
-  await prefetch?.close();
   tf.dispose(headVars);
   return { weights, tokenIds, configJson, losses, seconds: secondsBefore + secondsSince(t0), steps: stopAt, startedAt: start, secondsBefore, ...(towers ? { ortProvider: towers.provider } : {}) };
 }
@@ -569,12 +573,9 @@ async function onnxGradients(towers: OrtClipTowers, weights: ClipWeights, s: {
   const text = towerTensors(weights, 'text');
   const values = (m: Map<string, tf.Tensor>) => new Map([...m].map(([k, x]) => [k, x.dataSync() as Float32Array]));
   const [visionValues, textValues] = [values(vision), values(text)];
-  const variable = async (embeds: Promise<Float32Array>, rows: number) => { // the variable keeps its own handle
-    const data = await embeds;
-    return tf.tidy(() => tf.variable(tf.tensor2d(data, [rows, P]), true));
-  };
-  const embeds = [await variable(towers.embed('vision', visionValues, images), B + K)];
-  for (const x of texts) embeds.push(await variable(towers.embed('text', textValues, x), x.n));
+  const variable = (data: Float32Array) => tf.tidy(() => tf.variable(tf.tensor2d(data, [data.length / P, P]), true)); // the variable keeps its own handle
+  const embeds = [variable(await towers.embed('vision', visionValues, images))];
+  for (const x of texts) embeds.push(variable(await towers.embed('text', textValues, x)));
   try {
     const [imageEmbeds, captionEmbeds, labelEmbeds] = embeds;
     const { value, grads } = tf.variableGrads(() => embeddingLoss(weights, {
@@ -652,13 +653,25 @@ const argOf = (args: readonly string[], name: string): string | undefined => {
  */
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'sizes'> & { workers: number } = {
   steps: 2000, batchSize: 64, peakLr: 1e-3, warmup: 100, weightDecay: 0.1, seed: DEMO_TRAIN_SEED, labelsFrom: 0, auxHeads: true,
-  // Part of the recipe (each worker draws its own shard of every batch), whatever the core count.
+  // With the tfjs engine: part of the recipe (each worker draws its own shard of every batch), whatever the core count.
   workers: 2,
 };
 
 /**
+ * The engine a command line asks for: `--engine`, else onnx, unless `--workers` asks for
+ * several (data-parallel workers are how tfjs uses more than one core).
+ */
+function engineOf(args: readonly string[]): TrainEngine {
+  const engine = argOf(args, 'engine') ?? (Number(argOf(args, 'workers') ?? 1) > 1 ? 'tfjs' : 'onnx');
+  if (!(TRAIN_ENGINES as readonly string[]).includes(engine)) throw new RangeError(`--engine must be one of ${TRAIN_ENGINES.join(', ')}, got ${engine}`);
+  return engine as TrainEngine;
+}
+
+/**
  * `npm run train:demo` (through train.ts) and `npx tsx engine/demo/train-clip.ts`.
- * `--workers N` (default 2) trains N data-parallel replicas in worker threads (data-parallel.ts).
+ * `--engine onnx` (the default) trains in one process with both towers on onnxruntime;
+ * `--engine tfjs --workers N` (default 2) trains N data-parallel tfjs replicas in worker threads
+ * (data-parallel.ts). `--workers` above 1 alone implies tfjs.
  */
 export async function main(args: readonly string[] = process.argv.slice(2)): Promise<TrainSummary[]> {
   if (isClipWorker()) {
@@ -670,9 +683,10 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
     return [];
   }
   // onnxruntime spreads one process over every core; tfjs-wasm needs a worker per core.
-  const workers = Number(argOf(args, 'workers') ?? (argOf(args, 'engine') === 'onnx' ? 1 : DEFAULT_TRAIN.workers));
+  const engine = engineOf(args);
+  const workers = Number(argOf(args, 'workers') ?? (engine === 'onnx' ? 1 : DEFAULT_TRAIN.workers));
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new RangeError(`--workers must be an integer 1–64, got ${argOf(args, 'workers')}`);
-  if (argOf(args, 'engine') === 'onnx' && workers > 1) throw new RangeError(ONNX_ONE_PROCESS);
+  if (engine === 'onnx' && workers > 1) throw new RangeError(ONNX_ONE_PROCESS);
   if (workers === 1) return [await train(args)];
   console.log(`training with ${workers} data-parallel workers (worker threads)`);
   return (await runDataParallel(new URL(import.meta.url), workers, { job: 'demo-clip', args: [...args] })) as TrainSummary[];
@@ -697,8 +711,7 @@ async function train(args: readonly string[], exchange?: GradientExchange): Prom
   if (!Number.isInteger(twinCurriculum) || twinCurriculum < 0 || twinCurriculum > steps) throw new RangeError(`--twin-curriculum must be a whole number of steps from 0 to --steps (${steps}), got ${arg('twin-curriculum')}`);
   const visionLrScale = Number(arg('vision-lr-scale') ?? 1);
   if (!(visionLrScale > 0 && visionLrScale <= 10)) throw new RangeError(`--vision-lr-scale must be a number in (0, 10], got ${arg('vision-lr-scale')}`);
-  const engine = (arg('engine') ?? 'tfjs') as TrainEngine;
-  if (!TRAIN_ENGINES.includes(engine)) throw new RangeError(`--engine must be one of ${TRAIN_ENGINES.join(', ')}, got ${arg('engine')}`);
+  const engine = engineOf(args);
   const lead = (exchange?.shard ?? 0) === 0;
   const trained = await trainClip({
     engine,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { main, saveDemoClip, trainClip, type DemoClipSizes } from '../../../engine/demo/train-clip';
 import { clipBatch, contrastTwin, demoTokenIds, labelPrompts, labelTargets } from '../../../engine/demo/clip-data';
 import { AdamW } from '../../../engine/demo/train-common';
+import { BatchPrefetcher } from '../../../engine/demo/batch-worker';
 import { createRng } from '../../../engine/demo/rng';
 import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
 import { readSafetensors } from '../../../engine/io/safetensors';
@@ -262,4 +263,22 @@ test('the onnx engine (towers on onnxruntime, batches drawn in a worker) trains 
   assert.equal(tf.memory().numTensors, before, 'no tensor leaks through the onnx engine');
   await assert.rejects(main(['--steps', '1', '--engine', 'torch']), /--engine must be one of tfjs, onnx, got torch/);
   await assert.rejects(main(['--workers', '2', '--steps', '1', '--engine', 'onnx']), /The onnx engine trains in one process \(onnxruntime uses every core\); use --workers 1/);
+});
+
+test('the batch worker draws the same batch as clipBatch, and a bad request is an error naming it', { timeout: 60_000 }, async () => {
+  const tok = await ClipTokenizer.load();
+  const pre = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
+  const prefetch = await BatchPrefetcher.start(pre);
+  try {
+    prefetch.request(7, { seed: 5, index: 7, batchSize: 6, labelMix: true, contrastTwins: true, twinBlend: 0.5 });
+    prefetch.request(8, { seed: 5, index: 8, batchSize: 6, twinBlend: 2 });
+    const got = await prefetch.take(7);
+    const want = clipBatch(5, 7, { batchSize: 6, pre, tok, labelMix: true, contrastTwins: true, twinBlend: 0.5 });
+    assert.deepEqual(got.captions, want.captions);
+    assert.deepEqual(Array.from(got.pixels), Array.from(want.pixels));
+    assert.deepEqual(Array.from(got.twins!.of), Array.from(want.twins!.of));
+    await assert.rejects(prefetch.take(8), /batch 8: twinBlend must be in \[0, 1\], got 2/);
+  } finally {
+    await prefetch.close();
+  }
 });
