@@ -127,10 +127,10 @@ them (2e-4, the better of the rates tried) 27.5 % at step 590 (37,800 pictures).
 contrast twin, the twin's weight falling linearly from ${t.twinBlendStart} to 0 (never 1: the captions name
 colours from the first step). In the probe, a switch from twins to colour kept little of what
 the twins taught (17.7 % just after it), while a blend fading out over 250 steps read 42 % at
-step 160, half blended, and 30 % at step 300 on colour alone. Against the same training without
-it, the evaluation below moved from 33.5 % to 41 % on shapes and from 54.5 % to 71.5 % on SVG
-shapes, but from 70 % to 64.5 % on doodles: early on, the blended scenes look like black-on-white
-drawings too.` : ''}${!t.resumedAt && (t.workers ?? 1) > 1 ? `
+step 160, half blended, and 30 % at step 300 on colour alone. In the 3,000-step recipe (curriculum
+1,200 steps) that came before, against the same training without it, the evaluation moved from
+33.5 % to 41 % on shapes and from 54.5 % to 71.5 % on SVG shapes, but from 70 % to 64.5 % on
+doodles: early on, the blended scenes look like black-on-white drawings too.` : ''}${!t.resumedAt && (t.workers ?? 1) > 1 ? `
 
 **Workers.** Trained with ${t.workers} data-parallel workers from step 1 (engine/demo/data-parallel.ts: each worker
 thread trains on its share of every batch, ${t.batchSize / t.workers!} pictures that are also its contrastive batch, and every
@@ -178,7 +178,8 @@ ${mistakes.join('\n')}
 
 The training budget (${(t.seconds / 60).toFixed(0)} minutes of two shared CPU cores, ${(t.steps * t.batchSize).toLocaleString('en')} pictures) is small for a
 vision transformer learned from scratch: colour is learned first, shape and doodle subject much
-later. More steps (or a GPU, where the same trainer runs unchanged) are the first lever.
+later. More steps are the first lever; on a GPU the same trainer runs unchanged
+(\`CLIP_STUDIO_ORT_PROVIDER=webgpu\` or CUDA with \`--engine onnx\`).
 
 It knows nothing outside this world: other words share the unknown row, and photographs,
 other colours or other subjects get arbitrary scores. Use a real CLIP

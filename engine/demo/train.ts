@@ -1,7 +1,6 @@
 /**
  * `npm run train:demo`: train the bundled demo models from their seeds, one after the other:
- * the CLIP (train-clip.ts → models/demo-clip, with two data-parallel worker threads, as
- * tfjs-wasm computes on one thread in Node), then the VQGAN
+ * the CLIP (train-clip.ts → models/demo-clip, both towers on onnxruntime in one process), then the VQGAN
  * (train-vqgan.ts → models/demo-vqgan). Each model is trained in the phases that made the
  * bundled one (see each model's README.md), every phase in its own process, so a crash leaves
  * the last checkpoint intact. Arguments after `--` go to every phase; `--only clip|vqgan` runs one.
@@ -20,10 +19,10 @@ const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
   clip: {
     file: './train-clip.ts',
     // Contrastive, label (with backgrounds) and auxiliary-head terms from step 1, batches of 64,
-    // two data-parallel workers, 3,000 steps; the image tower at 0.2× the text tower's rate;
-    // every single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin); over
-    // the first 1,200 steps every scene is blended with its twin, the twin fading out.
-    runs: [['--steps', '3000', '--workers', '2', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1200']],
+    // 4,500 steps on the onnx engine; the image tower at 0.2× the text tower's rate; every
+    // single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin); over the
+    // first 1,800 steps every scene is blended with its twin, the twin fading out.
+    runs: [['--steps', '4500', '--engine', 'onnx', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1800']],
   },
   vqgan: {
     file: './train-vqgan.ts',
