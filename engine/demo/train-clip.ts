@@ -312,7 +312,8 @@ export interface TrainOptions {
    * Where the towers run: `tfjs` (forward and backward on the tfjs backend), or `onnx`: both
    * towers forward and backward on onnxruntime (clip-train-onnx.ts), only the loss on the
    * embeddings in tfjs. The same maths (gradients agree to ~2e-6 relative); onnx is several
-   * times faster on a CPU. One process: onnxruntime uses every core itself.
+   * times faster on a CPU. One process: onnxruntime uses every core itself. Default here tfjs;
+   * the command line's default is onnx.
    */
   engine?: TrainEngine;
   /** Stop after this step (checkpointing there) while the schedule still runs to `steps`. */
