@@ -98,6 +98,51 @@ test('split and concat of parameters, and a broadcast add, route each gradient t
     ([p, q, pos, x]) => tf.add(tf.matMul(x!.reshape([20, 3]), tf.concat([p!, q!], 0)).reshape([5, 4, 2]), pos!));
 });
 
+/** NCHW conv with [top, left, bottom, right] pads, on tfjs (NHWC, HWIO): the reference for Tape.conv. */
+function refConv(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, stride: number, pads: number[]): tf.Tensor {
+  const xp = tf.pad(tf.transpose(x, [0, 2, 3, 1]), [[0, 0], [pads[0]!, pads[2]!], [pads[1]!, pads[3]!], [0, 0]]) as tf.Tensor4D;
+  const y = tf.conv2d(xp, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, stride, 'valid');
+  return tf.transpose(tf.add(y, b), [0, 3, 1, 2]);
+}
+
+test("conv: stride 1 padded, stride 2 padded right and bottom only (taming's downsample), 1×1; gradients for x, w and b", async () => {
+  // tfjs-wasm has no conv backprop kernels; the cpu backend's are the reference.
+  const before = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    const cases: { name: string; k: number; stride: number; pads: [number, number, number, number]; size: number; out: number }[] = [
+      { name: 'conv3', k: 3, stride: 1, pads: [1, 1, 1, 1], size: 6, out: 6 },
+      { name: 'down', k: 3, stride: 2, pads: [0, 0, 1, 1], size: 8, out: 4 },
+      { name: 'odd', k: 3, stride: 2, pads: [1, 1, 1, 1], size: 6, out: 3 }, // the conv never reads the last row: output padding
+      { name: 'conv1', k: 1, stride: 1, pads: [0, 0, 0, 0], size: 5, out: 5 },
+    ];
+    for (const c of cases) {
+      await check(c.name, [{ name: 'x', shape: [2, 3, c.size, c.size], param: true }, { name: 'w', shape: [4, 3, c.k, c.k], param: true }, { name: 'b', shape: [4], param: true }], [2, 4, c.out, c.out],
+        (t, _g, [x, w, b]) => t.conv(x!, w!, b!, { stride: c.stride, pads: c.pads, size: [c.size, c.size] }),
+        ([x, w, b]) => refConv(x!, w!, b!, c.stride, c.pads));
+    }
+  } finally {
+    await tf.setBackend(before);
+  }
+});
+
+test('group norm (8 channels in 2 groups), swish, scale and nearest ×2 upsampling', async () => {
+  await check('groupnorm', [{ name: 'x', shape: [2, 8, 3, 3], param: true }, { name: 'gamma', shape: [8], param: true }, { name: 'beta', shape: [8], param: true }], [2, 8, 3, 3],
+    (t, _g, [x, gm, bt]) => t.groupNorm(x!, gm!, bt!, { channels: 8, size: [3, 3], groups: 2, eps: 1e-6 }),
+    ([x, gm, bt]) => {
+      const g = tf.reshape(x!, [2, 2, 36]);
+      const c = tf.sub(g, tf.mean(g, -1, true));
+      const normed = tf.reshape(tf.mul(c, tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), 1e-6))), [2, 8, 3, 3]);
+      return tf.add(tf.mul(normed, tf.reshape(gm!, [8, 1, 1])), tf.reshape(bt!, [8, 1, 1]));
+    });
+  await check('swish', [{ name: 'x', shape: [4, 6], param: true }], [4, 6],
+    (t, _g, [x]) => t.scale(t.swish(x!), 0.5),
+    ([x]) => tf.mul(tf.mul(x!, tf.sigmoid(x!)), 0.5));
+  await check('upsample', [{ name: 'x', shape: [2, 3, 2, 3], param: true }], [2, 3, 4, 6],
+    (t, _g, [x]) => t.upsample2x(x!, [2, 3]),
+    ([x]) => tf.transpose(tf.image.resizeNearestNeighbor(tf.transpose(x!, [0, 2, 3, 1]) as tf.Tensor4D, [4, 6]), [0, 3, 1, 2]));
+});
+
 test('a value that depends on no parameter gets no backward nodes, and a tape runs backward once', () => {
   const g = new OnnxGraph('once');
   const t = new Tape(g);
