@@ -18,7 +18,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { defaultThreads, findClipFiles, initBackend, providerChoice, PROVIDER_CHOICES, readClipStateDict } from '../engine/index';
 import { gameScoring } from './game';
 import { generateStepMs } from './generate';
-import { trainThroughput } from './train';
+import { trainThroughput, vqganTrainThroughput } from './train';
+import { DEMO_VQGAN_BATCH } from '../engine/demo/train-vqgan';
 import { ortInference, randomIds, sgemmPeak, tfInference } from './inference';
 import { int8AgreementDemo, int8AgreementRandom, int8Speed } from './quantize';
 import { progress, round } from './measure';
@@ -44,7 +45,7 @@ interface Results {
     demo: { cosine_min: Figure; top1_agreement: Figure };
   };
   /** The demo CLIP's trainer (engine/demo/train-clip.ts), the bundled recipe, one process per engine. */
-  train: { demo_clip: { onnx: { pictures_per_s: Figure }; tfjs: { pictures_per_s: Figure } } };
+  train: { demo_clip: { onnx: { pictures_per_s: Figure }; tfjs: { pictures_per_s: Figure } }; demo_vqgan: { onnx: { pictures_per_s: Figure }; tfjs: { pictures_per_s: Figure } } };
 }
 
 const argv = process.argv.slice(2);
@@ -71,7 +72,7 @@ const results: Results = {
     vitb32: { fp32_ms: null, int8_ms: null, speedup: null, cosine_min: null, top1_agreement: null },
     demo: { cosine_min: null, top1_agreement: null },
   },
-  train: { demo_clip: { onnx: { pictures_per_s: null }, tfjs: { pictures_per_s: null } } },
+  train: { demo_clip: { onnx: { pictures_per_s: null }, tfjs: { pictures_per_s: null } }, demo_vqgan: { onnx: { pictures_per_s: null }, tfjs: { pictures_per_s: null } } },
 };
 /** Why a figure is null, or how it was measured: dotted path → note. */
 const notes = new Map<string, string>();
@@ -198,8 +199,15 @@ await section('train (demo CLIP, onnx engine)', ['train.demo_clip.onnx.pictures_
   notes.set('train.demo_clip.onnx.pictures_per_s', `towers forward and backward on ORT (${provider}), loss and AdamW on tfjs ${backend.name}; the bundled recipe, batch ${r.batch}, ${r.timed_steps} steps after 2 of warm-up`);
 });
 
+await section('train (demo VQGAN, onnx engine)', ['train.demo_vqgan.onnx.pictures_per_s'], async () => {
+  const r = await vqganTrainThroughput('onnx', 10, DEMO_VQGAN_BATCH);
+  results.train.demo_vqgan.onnx.pictures_per_s = round(r.pictures_per_s);
+  notes.set('train.demo_vqgan.onnx.pictures_per_s', `encoder and decoder forward and backward on ORT (${provider}), quantiser, EMA codebook and Adam on the host/tfjs ${backend.name}; batch ${r.batch}, ${r.timed_steps} steps after 2 of warm-up`);
+});
+
 if (quick) {
   notes.set('train.demo_clip.tfjs.pictures_per_s', 'skipped (--quick)');
+  notes.set('train.demo_vqgan.tfjs.pictures_per_s', 'skipped (--quick)');
   for (const p of ['inference.vitb32.image.tfjs.images_per_s', 'inference.vitb32.image.tfjs.gflops', 'inference.vitb32.text.tfjs.texts_per_s', 'generate.vitb32_f16.ms_per_step']) notes.set(p, 'skipped (--quick)');
 } else {
   await section('tfjs inference', ['inference.vitb32.image.tfjs.images_per_s', 'inference.vitb32.image.tfjs.gflops', 'inference.vitb32.text.tfjs.texts_per_s'], async () => {
@@ -213,6 +221,11 @@ if (quick) {
     const r = await trainThroughput('tfjs', 6);
     results.train.demo_clip.tfjs.pictures_per_s = round(r.pictures_per_s);
     notes.set('train.demo_clip.tfjs.pictures_per_s', `${backend.name}, one process (the recipe's two worker threads would add a second core); batch ${r.batch}, ${r.timed_steps} steps after 2 of warm-up`);
+  });
+  await section('train (demo VQGAN, tfjs engine)', ['train.demo_vqgan.tfjs.pictures_per_s'], async () => {
+    const r = await vqganTrainThroughput('tfjs', 3, DEMO_VQGAN_BATCH);
+    results.train.demo_vqgan.tfjs.pictures_per_s = round(r.pictures_per_s);
+    notes.set('train.demo_vqgan.tfjs.pictures_per_s', `${backend.name}, one process; batch ${r.batch}, ${r.timed_steps} steps after 2 of warm-up`);
   });
   await section('generate (ViT-B/32 + f16)', ['generate.vitb32_f16.ms_per_step'], async () => {
     const g = await generateStepMs(vitb32, vitb32Weights, VQGAN_F16_16384, { params: { size: 256, cutn: 32, steps: 2 } });

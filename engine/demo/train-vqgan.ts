@@ -13,7 +13,8 @@
  * what keeps most of the codebook in use. Every picture is rendered fresh from (seed, index),
  * so no picture is seen twice and a seed reproduces the run.
  *
- * CLI: `npx tsx engine/demo/train-vqgan.ts --seed 1 --out models/demo-vqgan [--steps N] [--resume]`
+ * CLI: `npx tsx engine/demo/train-vqgan.ts --seed 1 --out models/demo-vqgan [--steps N] [--resume] [--engine onnx|tfjs]`
+ * (`--engine onnx`, the default there: encoder and decoder on onnxruntime, vqgan-train-onnx.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,7 @@ import {
   buildVqganWeights, expectedVqganKeys, loadVqgan, parseVqganConfig, vqganDecode, vqganEncode, vqganQuantize, vqganStateDict,
   type VqganConfig, type VqganWeights,
 } from '../models/vqgan';
+import { OrtVqganTrainer, vqganPartShapes, vqganPartTensors, vqganPartValues, type VqganPart } from '../onnx/vqgan-train-onnx';
 import { createRng, type Rng } from './rng';
 import { renderBatch, type WorldKind } from './world';
 
@@ -46,6 +48,9 @@ export const DEMO_VQGAN_CONFIG: VqganConfig = {
   },
 };
 
+/** Pictures per step, the bundled recipe's and the default. */
+export const DEMO_VQGAN_BATCH = 8;
+
 export interface TrainVqganOptions {
   /** Seeds the initial weights and the training pictures (world seed). */
   seed: number;
@@ -54,7 +59,7 @@ export interface TrainVqganOptions {
   config?: VqganConfig;
   /** Optimiser steps, 1–100000 (default 700). */
   steps?: number;
-  /** Pictures per step (default 8). */
+  /** Pictures per step (default DEMO_VQGAN_BATCH). */
   batchSize?: number;
   /** Peak Adam learning rate (default 2e-3), reached after `warmupSteps`, then cosine to a tenth. */
   learningRate?: number;
@@ -78,6 +83,13 @@ export interface TrainVqganOptions {
   zeroResiduals?: boolean;
   /** Restrict the world to scenes or doodles (default both). */
   kind?: WorldKind;
+  /**
+   * Where the encoder and decoder run: `tfjs` (forward and backward on the tfjs backend) or
+   * `onnx` (both on onnxruntime, vqgan-train-onnx.ts; the quantiser, codebook and optimiser stay
+   * here). The same maths; onnx is many times faster on a CPU. Default tfjs; the command line's
+   * default is onnx.
+   */
+  engine?: VqganTrainEngine;
   logEvery?: number;
   /** Write the model to `out` every this many steps (default 200) and at the end. */
   checkpointEvery?: number;
@@ -85,6 +97,9 @@ export interface TrainVqganOptions {
   resume?: boolean;
   onLog?: (entry: TrainLogEntry) => void;
 }
+
+export type VqganTrainEngine = 'tfjs' | 'onnx';
+export const VQGAN_TRAIN_ENGINES: readonly VqganTrainEngine[] = ['tfjs', 'onnx'];
 
 export interface TrainLogEntry {
   step: number;
@@ -147,8 +162,8 @@ export function initVqganStateDict(config: VqganConfig, rng: Rng, opts: { zeroRe
   return sd;
 }
 
-/** Replace every tensor of the weight tree by a variable: trainable, except the EMA-updated codebook. */
-function toVariables(w: VqganWeights): { weights: VqganWeights; trainable: tf.Variable[] } {
+/** Replace every tensor of the weight tree by a variable: trainable, except the EMA-updated codebook (exported for the onnx engine's tests). */
+export function toVariables(w: VqganWeights): { weights: VqganWeights; trainable: tf.Variable[] } {
   const trainable: tf.Variable[] = [];
   const convert = (v: unknown): unknown => {
     if (v instanceof tf.Tensor) {
@@ -307,7 +322,7 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
   const config = parseVqganConfig(opts.config ?? DEMO_VQGAN_CONFIG);
   const seed = checkRange('seed', opts.seed, 0, 2 ** 31 - 1);
   const steps = checkRange('steps', opts.steps ?? 700, 1, 100000);
-  const batchSize = checkRange('batchSize', opts.batchSize ?? 8, 1, 512);
+  const batchSize = checkRange('batchSize', opts.batchSize ?? DEMO_VQGAN_BATCH, 1, 512);
   const peakLr = checkRange('learningRate', opts.learningRate ?? 2e-3, 1e-6, 1, false);
   const warmup = checkRange('warmupSteps', opts.warmupSteps ?? Math.min(100, Math.ceil(steps / 10)), 0, 100000);
   const l1Weight = checkRange('l1Weight', opts.l1Weight ?? 0.5, 0, 100, false);
@@ -318,6 +333,8 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
   const logEvery = checkRange('logEvery', opts.logEvery ?? 25, 1, 100000);
   const checkpointEvery = checkRange('checkpointEvery', opts.checkpointEvery ?? 200, 1, 100000);
   const aeSteps = checkRange('autoencoderSteps', opts.autoencoderSteps ?? 0, 0, 100000);
+  const engine = opts.engine ?? 'tfjs';
+  if (!VQGAN_TRAIN_ENGINES.includes(engine)) throw new RangeError(`The \`engine\` option must be one of ${VQGAN_TRAIN_ENGINES.join(', ')}, got ${engine}`);
   const size = config.ddconfig.resolution;
   const { n_embed: nCodes, embed_dim: dim } = config;
 
@@ -343,6 +360,7 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
   const lrAt = (step: number) => step < warmup ? peakLr * (step + 1) / warmup
     : peakLr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * (step - warmup) / Math.max(1, steps - warmup))));
 
+  const ort = engine === 'onnx' ? await OrtVqganTrainer.create(config, vqganPartShapes(weights), l1Weight) : undefined;
   let ema: EmaCodebook | undefined;
   if (startStep > 0) ema = new EmaCodebook(nCodes, dim, decay, codebookVar.dataSync() as Float32Array);
   const started = performance.now();
@@ -357,67 +375,121 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
     });
   };
 
-  for (let step = startStep; step < steps; step++) {
-    const x = await worldBatch(seed, step * batchSize, batchSize, size, opts.kind);
-    const quantizing = step >= aeSteps;
-    if (!ema && quantizing) {
-      // Start the codebook on encoder outputs of the first batch, so every code begins in use.
-      const h = tf.tidy(() => tf.reshape(vqganEncode(weights, x), [-1, dim]));
-      const rows = h.dataSync() as Float32Array;
-      h.dispose();
-      const init = new Float32Array(nCodes * dim);
-      for (let k = 0; k < nCodes; k++) {
-        const r = rng.int(0, rows.length / dim - 1);
-        for (let j = 0; j < dim; j++) init[k * dim + j] = rows[r * dim + j]! + rng.normal() * 1e-3;
+  try {
+    for (let step = startStep; step < steps; step++) {
+      const x = await worldBatch(seed, step * batchSize, batchSize, size, opts.kind);
+      const quantizing = step >= aeSteps;
+      if (!ema && quantizing) {
+        // Start the codebook on encoder outputs of the first batch, so every code begins in use.
+        const h = tf.tidy(() => tf.reshape(vqganEncode(weights, x), [-1, dim]));
+        const rows = h.dataSync() as Float32Array;
+        h.dispose();
+        const init = new Float32Array(nCodes * dim);
+        for (let k = 0; k < nCodes; k++) {
+          const r = rng.int(0, rows.length / dim - 1);
+          for (let j = 0; j < dim; j++) init[k * dim + j] = rows[r * dim + j]! + rng.normal() * 1e-3;
+        }
+        ema = new EmaCodebook(nCodes, dim, decay, init);
+        tf.tidy(() => codebookVar.assign(tf.tensor2d(init, [nCodes, dim])));
       }
-      ema = new EmaCodebook(nCodes, dim, decay, init);
-      tf.tidy(() => codebookVar.assign(tf.tensor2d(init, [nCodes, dim])));
-    }
-    setLr(lrAt(step));
-    let kept: { h: tf.Tensor4D; indices: tf.Tensor3D; mse: tf.Scalar; commitment: tf.Scalar } | undefined;
-    const loss = optimizer.minimize(() => {
-      const h = vqganEncode(weights, x); // [B, s, s, D]
-      const { zq, indices } = quantizeNoGrad(weights, h);
-      const straightThrough = tf.add(h, tf.sub(zq, stopGradient(h))) as tf.Tensor4D; // forward zq, gradient to h
-      const recon = vqganDecode(weights, quantizing ? straightThrough : h);
-      const diff = tf.sub(recon, x);
-      const mse = tf.mean(tf.square(diff)) as tf.Scalar;
-      const commitment = tf.mean(tf.square(tf.sub(h, zq))) as tf.Scalar;
-      kept = { h: tf.keep(h), indices, mse: tf.keep(mse), commitment: tf.keep(commitment) };
-      const terms = [mse, tf.mul(l1Weight, tf.mean(tf.abs(diff)))];
-      if (quantizing) terms.push(tf.mul(beta, commitment));
-      return tf.addN(terms) as tf.Scalar;
-    }, true, trainable)!;
-    x.dispose();
-    const { h, indices, mse, commitment } = kept!;
-    if (ema) {
-      const hHost = h.dataSync() as Float32Array;
-      ema.update(hHost, indices.dataSync() as Int32Array);
-      if ((step + 1) % restartEvery === 0) acc.restarted += ema.restartDead(hHost, indices.dataSync() as Int32Array, deadBelow, rng);
-      tf.tidy(() => codebookVar.assign(tf.tensor2d(ema!.codebook(), [nCodes, dim])));
-    }
-    acc.loss += loss.dataSync()[0]!;
-    acc.mse += mse.dataSync()[0]!;
-    acc.commitment += commitment.dataSync()[0]!;
-    acc.n++;
-    tf.dispose([loss, h, indices, mse, commitment]);
+      setLr(lrAt(step));
+      const stepOpts = { quantizing, l1Weight, beta };
+      const r = ort ? await onnxStep(ort, weights, optimizer, x, stepOpts) : tfjsStep(weights, trainable, optimizer, x, stepOpts);
+      x.dispose();
+      if (ema) {
+        ema.update(r.h, r.indices);
+        if ((step + 1) % restartEvery === 0) acc.restarted += ema.restartDead(r.h, r.indices, deadBelow, rng);
+        tf.tidy(() => codebookVar.assign(tf.tensor2d(ema!.codebook(), [nCodes, dim])));
+      }
+      acc.loss += r.loss;
+      acc.mse += r.mse;
+      acc.commitment += r.commitment;
+      acc.n++;
 
-    const done = step + 1;
-    if (done % logEvery === 0 || done === steps) {
-      const meanMse = acc.mse / acc.n;
-      const entry: TrainLogEntry = {
-        step: done, seconds: Math.round(seconds() * 10) / 10, loss: acc.loss / acc.n, mse: meanMse,
-        psnr: 10 * Math.log10(4 / meanMse), commitment: acc.commitment / acc.n,
-        codesUsed: ema?.takeUsage() ?? 0, restarted: acc.restarted, learningRate: lrAt(step),
-      };
-      history.push(entry);
-      opts.onLog?.(entry);
-      acc = { loss: 0, mse: 0, commitment: 0, n: 0, restarted: 0 };
+      const done = step + 1;
+      if (done % logEvery === 0 || done === steps) {
+        const meanMse = acc.mse / acc.n;
+        const entry: TrainLogEntry = {
+          step: done, seconds: Math.round(seconds() * 10) / 10, loss: acc.loss / acc.n, mse: meanMse,
+          psnr: 10 * Math.log10(4 / meanMse), commitment: acc.commitment / acc.n,
+          codesUsed: ema?.takeUsage() ?? 0, restarted: acc.restarted, learningRate: lrAt(step),
+        };
+        history.push(entry);
+        opts.onLog?.(entry);
+        acc = { loss: 0, mse: 0, commitment: 0, n: 0, restarted: 0 };
+      }
+      if (done % checkpointEvery === 0 || done === steps) save(done);
     }
-    if (done % checkpointEvery === 0 || done === steps) save(done);
+  } finally {
+    optimizer.dispose();
+    await ort?.release(); // a step that throws must not leave the sessions open
   }
-  optimizer.dispose();
   return { weights, history, steps, seconds: seconds(), imagesSeen: (steps - startStep) * batchSize };
+}
+
+/** One step's figures and what the codebook's moving averages need: h (NHWC rows of D) and each row's code. */
+interface StepResult { loss: number; mse: number; commitment: number; h: Float32Array; indices: Int32Array }
+interface StepOptions { quantizing: boolean; l1Weight: number; beta: number }
+
+/** A step on tfjs: the whole loss taped, tfjs's gradients (vqgan.ts's trainable convs). */
+function tfjsStep(weights: VqganWeights, trainable: tf.Variable[], optimizer: tf.Optimizer, x: tf.Tensor4D, o: StepOptions): StepResult {
+  let kept: { h: tf.Tensor4D; indices: tf.Tensor3D; mse: tf.Scalar; commitment: tf.Scalar } | undefined;
+  const loss = optimizer.minimize(() => {
+    const h = vqganEncode(weights, x); // [B, s, s, D]
+    const { zq, indices } = quantizeNoGrad(weights, h);
+    const straightThrough = tf.add(h, tf.sub(zq, stopGradient(h))) as tf.Tensor4D; // forward zq, gradient to h
+    const recon = vqganDecode(weights, o.quantizing ? straightThrough : h);
+    const diff = tf.sub(recon, x);
+    const mse = tf.mean(tf.square(diff)) as tf.Scalar;
+    const commitment = tf.mean(tf.square(tf.sub(h, zq))) as tf.Scalar;
+    kept = { h: tf.keep(h), indices, mse: tf.keep(mse), commitment: tf.keep(commitment) };
+    const terms = [mse, tf.mul(o.l1Weight, tf.mean(tf.abs(diff)))];
+    if (o.quantizing) terms.push(tf.mul(o.beta, commitment));
+    return tf.addN(terms) as tf.Scalar;
+  }, true, trainable)!;
+  const { h, indices, mse, commitment } = kept!;
+  const out = { loss: loss.dataSync()[0]!, mse: mse.dataSync()[0]!, commitment: commitment.dataSync()[0]!, h: h.dataSync() as Float32Array, indices: indices.dataSync() as Int32Array };
+  tf.dispose([loss, h, indices, mse, commitment]);
+  return out;
+}
+
+/**
+ * The same step on onnxruntime (vqgan-train-onnx.ts): encode and find the nearest codes there,
+ * gather them here, decode there (loss, d zq, decoder gradients), pass d zq straight through to
+ * h with the commitment term's own gradient, β · 2(h − zq)/size, and take the encoder's
+ * gradients there; the optimiser steps the tfjs variables.
+ */
+async function onnxStep(ort: OrtVqganTrainer, weights: VqganWeights, optimizer: tf.Optimizer, x: tf.Tensor4D, o: StepOptions): Promise<StepResult> {
+  const n = x.shape[0];
+  const pixels = (await x.data()) as Float32Array;
+  const values = await vqganPartValues(weights);
+  const codebook = (await weights.codebook.data()) as Float32Array;
+  const { h, indices } = await ort.encode(values.encoder, pixels, n, codebook);
+  const D = weights.config.embed_dim;
+  const zq = new Float32Array(h.length);
+  let commitment = 0;
+  for (let i = 0; i < indices.length; i++) {
+    const k = indices[i]!;
+    for (let j = 0; j < D; j++) {
+      const v = codebook[k * D + j]!;
+      zq[i * D + j] = v;
+      commitment += (h[i * D + j]! - v) ** 2;
+    }
+  }
+  commitment /= h.length;
+  const dec = await ort.decode(values.decoder, o.quantizing ? zq : h, pixels, n);
+  const dh = dec.dZq;
+  if (o.quantizing) for (let i = 0; i < dh.length; i++) dh[i]! += (o.beta * 2 * (h[i]! - zq[i]!)) / h.length;
+  const enc = await ort.encoderGradients(values.encoder, pixels, n, dh);
+  const grads: tf.NamedTensorMap = {};
+  const add = (part: VqganPart, g: Map<string, Float32Array>) => {
+    for (const [path, v] of vqganPartTensors(weights, part)) grads[(v as tf.Variable).name] = tf.tensor(g.get(path)!, v.shape);
+  };
+  add('encoder', enc);
+  add('decoder', dec.grads);
+  optimizer.applyGradients(grads);
+  tf.dispose(Object.values(grads));
+  return { loss: dec.mse + o.l1Weight * dec.l1 + (o.quantizing ? o.beta * commitment : 0), mse: dec.mse, commitment, h, indices };
 }
 
 function parseArgs(argv: string[]): Record<string, string | true> {
@@ -437,12 +509,13 @@ async function main(): Promise<void> {
   const num = (k: string) => (typeof args[k] === 'string' ? Number(args[k]) : undefined);
   const backend = await initBackend(undefined, { avoid: [SYNC_READS_AVOID_WEBGPU] });
   const out = typeof args.out === 'string' ? args.out : 'models/demo-vqgan';
-  console.error(`train-vqgan: backend ${backend.name}, out ${out}`);
+  console.error(`train-vqgan: backend ${backend.name}, engine ${typeof args.engine === 'string' ? args.engine : 'onnx'}, out ${out}`);
   const { steps, seconds, imagesSeen } = await trainVqgan({
     seed: num('seed') ?? 1, out, resume: args.resume === true,
     ...(num('steps') !== undefined ? { steps: num('steps')! } : {}),
     ...(num('batch') !== undefined ? { batchSize: num('batch')! } : {}),
     ...(num('lr') !== undefined ? { learningRate: num('lr')! } : {}),
+    engine: (typeof args.engine === 'string' ? args.engine : 'onnx') as VqganTrainEngine,
     onLog: (e) => console.error(`step ${e.step} ${e.seconds.toFixed(0)}s loss ${e.loss.toFixed(4)} psnr ${e.psnr.toFixed(2)} dB `
       + `commit ${e.commitment.toFixed(4)} codes used ${(100 * e.codesUsed).toFixed(0)}% restarted ${e.restarted} lr ${e.learningRate.toExponential(2)}`),
   });

@@ -57,6 +57,28 @@ test('a few training steps lower the loss, write a loadable model and leak no te
   assert.equal(tf.memory().numTensors, before, 'training and loading should leave no tensors behind');
 });
 
+test('the onnx engine trains as tfjs does: the same losses, codes in use and weights over 8 steps', async () => {
+  await initBackend();
+  const run = (engine: 'tfjs' | 'onnx') => trainVqgan({
+    seed: 5, config: tiny, steps: 8, batchSize: 4, learningRate: 3e-3, warmupSteps: 2, logEvery: 1, restartEvery: 4, engine,
+  });
+  const a = await run('tfjs');
+  const b = await run('onnx');
+  a.history.forEach((e, i) => {
+    const f = b.history[i]!;
+    assert.ok(Math.abs(e.loss - f.loss) < 1e-4 * e.loss, `step ${e.step}: loss ${e.loss} (tfjs) vs ${f.loss} (onnx)`);
+    assert.ok(Math.abs(e.codesUsed - f.codesUsed) <= 0.07, `step ${e.step}: codes used ${e.codesUsed} vs ${f.codesUsed}`);
+  });
+  const flat = (w: typeof a.weights) => tf.tidy(() => tf.concat([w.decoder.convOut.w, w.encoder.convIn.w].map((t) => tf.reshape(t, [-1]))).dataSync());
+  const wa = flat(a.weights), wb = flat(b.weights);
+  let diff = 0, norm = 0;
+  wa.forEach((v, i) => { diff += (v - wb[i]!) ** 2; norm += v * v; });
+  assert.ok(Math.sqrt(diff / norm) < 1e-3, `weights after 8 steps differ by ${Math.sqrt(diff / norm)} (relative)`);
+  disposeVqgan(a.weights);
+  disposeVqgan(b.weights);
+  await assert.rejects(trainVqgan({ seed: 1, config: tiny, steps: 1, engine: 'torch' as 'onnx' }), /`engine` option must be one of tfjs, onnx, got torch/);
+});
+
 test('kernel gradients of the trainable conv path match finite differences', async () => {
   await initBackend();
   // Variables switch vqgan.ts to its trainable convs (stride 1 and the stride-2 downsample).
