@@ -48,8 +48,9 @@ export const DEMO_VQGAN_CONFIG: VqganConfig = {
   },
 };
 
-/** Pictures per step, the bundled recipe's and the default. */
-export const DEMO_VQGAN_BATCH = 8;
+/** Pictures per step and steps, the bundled recipe's and the defaults. */
+export const DEMO_VQGAN_BATCH = 32;
+export const DEMO_VQGAN_STEPS = 1500;
 
 export interface TrainVqganOptions {
   /** Seeds the initial weights and the training pictures (world seed). */
@@ -57,7 +58,7 @@ export interface TrainVqganOptions {
   /** Where to write config.json, model.safetensors and training.json; left out, nothing is written. */
   out?: string;
   config?: VqganConfig;
-  /** Optimiser steps, 1–100000 (default 700). */
+  /** Optimiser steps, 1–100000 (default DEMO_VQGAN_STEPS). */
   steps?: number;
   /** Pictures per step (default DEMO_VQGAN_BATCH). */
   batchSize?: number;
@@ -321,7 +322,7 @@ function saveModel(out: string, w: VqganWeights, log: { step: number; seconds: n
 export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganResult> {
   const config = parseVqganConfig(opts.config ?? DEMO_VQGAN_CONFIG);
   const seed = checkRange('seed', opts.seed, 0, 2 ** 31 - 1);
-  const steps = checkRange('steps', opts.steps ?? 700, 1, 100000);
+  const steps = checkRange('steps', opts.steps ?? DEMO_VQGAN_STEPS, 1, 100000);
   const batchSize = checkRange('batchSize', opts.batchSize ?? DEMO_VQGAN_BATCH, 1, 512);
   const peakLr = checkRange('learningRate', opts.learningRate ?? 2e-3, 1e-6, 1, false);
   const warmup = checkRange('warmupSteps', opts.warmupSteps ?? Math.min(100, Math.ceil(steps / 10)), 0, 100000);
@@ -370,7 +371,7 @@ export async function trainVqgan(opts: TrainVqganOptions): Promise<TrainVqganRes
     if (!opts.out) return;
     saveModel(opts.out, weights, {
       step, seconds: Math.round(seconds()), imagesSeen: step * batchSize,
-      options: { seed, steps, batchSize, learningRate: peakLr, warmupSteps: warmup, l1Weight, beta, emaDecay: decay, restartEvery, deadBelow, kind: opts.kind ?? 'both' },
+      options: { seed, steps, batchSize, learningRate: peakLr, warmupSteps: warmup, l1Weight, beta, emaDecay: decay, restartEvery, deadBelow, kind: opts.kind ?? 'both', engine },
       history,
     });
   };
