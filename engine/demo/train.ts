@@ -21,8 +21,13 @@ const PHASES: Record<'clip' | 'vqgan', { file: string; runs: string[][] }> = {
     // Contrastive, label (with backgrounds) and auxiliary-head terms from step 1, batches of 64,
     // 4,500 steps on the onnx engine; the image tower at 0.2× the text tower's rate; every
     // single-shape scene also seen as its contrast twin (clip-data.ts contrastTwin); over the
-    // first 1,800 steps every scene is blended with its twin, the twin fading out.
-    runs: [['--steps', '4500', '--engine', 'onnx', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1800']],
+    // first 1,800 steps every scene is blended with its twin, the twin fading out. Then 2,000
+    // more steps resumed from the checkpoint on a schedule lengthened to 6,500 (the learning
+    // rate rises from its floor to 2.4e-4 and decays again).
+    runs: [
+      ['--steps', '4500', '--engine', 'onnx', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1800'],
+      ['--resume', '--steps', '6500', '--engine', 'onnx', '--vision-lr-scale', '0.2', '--background-labels', '--contrast-twins', '--twin-curriculum', '1800'],
+    ],
   },
   vqgan: {
     file: './train-vqgan.ts',

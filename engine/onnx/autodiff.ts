@@ -211,9 +211,12 @@ export class Tape {
    * A 2-D convolution, NCHW, `w` a parameter (or a value derived from parameters) of static
    * shape [O, I, k, k], `b` [O]; `pads` [top, left, bottom, right] (asymmetric allowed, as
    * taming's downsample pads only right and bottom); `size` the input's static [H, W].
-   *   dx = a conv of dy with w rotated 180° and in/out swapped (stride 1), or ConvTranspose(dy, w)
-   *        with the same strides and pads (output padding where the forward conv dropped rows); dw[o, c, i, j] = Σ dy[n, o, y, x] · xpad[n, c, s·y + i, s·x + j],
-   *        one GEMM of dy against the k² strided views of xpad; db = Σ dy over N, H, W.
+   *   dx = a conv of dy with w rotated 180° and in/out swapped (stride 1, pads ≤ k − 1), or
+   *        ConvTranspose(dy, w) with the same strides and pads (output padding where the forward
+   *        conv dropped rows);
+   *   dw[o, c, i, j] = Σ dy[n, o, y, x] · xpad[n, c, s·y + i, s·x + j]: one GEMM of dy against
+   *        the k² strided views of xpad;
+   *   db = Σ dy over N, H, W.
    */
   conv(x: string, w: string, b: string | undefined, opts: { stride: number; pads: [number, number, number, number]; size: [number, number] }): string {
     const [O, I, k] = this.staticShape(w, 'conv') as [number, number, number, number];
@@ -225,7 +228,7 @@ export class Tape {
     const y = this.g.op('Conv', b ? [x, w, b] : [x, w], attrs);
     return this.record(b ? [x, w, b] : [x, w], y, (dy) => {
       if (this.needs(x)) {
-        if (s === 1) {
+        if (s === 1 && pads.every((p) => p <= k - 1)) {
           // A forward conv of dy with the kernel rotated 180° and in/out swapped (ORT's Conv is faster than its ConvTranspose).
           const flipped = this.g.op('Slice', [this.g.op('Transpose', [w], { perm: [1, 0, 2, 3] }), this.g.ints('starts', [-1, -1]), this.g.ints('ends', [-k - 1, -k - 1]), this.g.ints('axes', [2, 3]), this.g.ints('steps', [-1, -1])]);
           const back = [k - 1 - pads[0], k - 1 - pads[1], k - 1 - pads[2], k - 1 - pads[3]];
