@@ -18,7 +18,7 @@
  * slower, 98 against 111 pictures/s over the recipe's first 200 steps.
  */
 import type { ClipConfig, ClipTowerConfig } from '../models/config';
-import { createOrtSession, type ExecutionProvider, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
+import { createOrtSession, float32Feeds, type ExecutionProvider, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
 import { Tape } from './autodiff';
 import { OnnxGraph } from './graph';
 
@@ -211,13 +211,7 @@ export class OrtClipTowers {
   }
 
   private feeds(tower: TowerName, weights: TowerValues) {
-    const feeds: Record<string, OrtValue> = {};
-    for (const [path, shape] of this.shapes[tower]) {
-      const data = weights.get(path);
-      if (!data) throw new Error(`OrtClipTowers: no ${tower} weight ${path}`);
-      feeds[path] = { type: 'float32', data, dims: [...shape] };
-    }
-    return feeds;
+    return float32Feeds(this.shapes[tower], weights, `OrtClipTowers (${tower} weights)`);
   }
 
   private inputs(tower: TowerName, input: ImageBatch | TextBatch): Record<string, OrtValue> {

@@ -21,7 +21,7 @@
  */
 import { tf } from '../runtime/tf';
 import type { AttnBlockWeights, CoderWeights, Conv, Norm, ResnetBlockWeights, VqganConfig, VqganWeights } from '../models/vqgan-weights';
-import { createOrtSession, type ExecutionProvider, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
+import { createOrtSession, float32Feeds, type ExecutionProvider, type OrtSession, type OrtSessionOptions, type OrtValue } from '../runtime/onnx';
 import { Tape } from './autodiff';
 import { OnnxGraph } from './graph';
 
@@ -129,6 +129,16 @@ class Layers {
     return this.resnet(h, `${path}.block2`, C, size);
   }
 
+  /** One level's res blocks, each followed by its attention when the level has them; h and its channels after. */
+  levelBlocks(h: string, path: string, level: { blocks: number; attns: number }, C: number, size: number): { h: string; C: number } {
+    for (let j = 0; j < level.blocks; j++) {
+      h = this.resnet(h, `${path}.blocks.${j}`, C, size);
+      C = this.channels(`${path}.blocks.${j}.conv1`);
+      if (level.attns) h = this.attn(h, `${path}.attns.${j}`, C, size);
+    }
+    return { h, C };
+  }
+
   /** The coder's levels: how many blocks and attentions each has, from the weights present. */
   levels(path: string): { blocks: number; attns: number; resample: boolean }[] {
     const out: { blocks: number; attns: number; resample: boolean }[] = [];
@@ -151,12 +161,7 @@ function encoderGraph(L: Layers, pixels: string, resolution: number): { h: strin
   let h = L.conv(pixels, 'encoder.convIn', size);
   let C = L.channels('encoder.convIn');
   L.levels('encoder').forEach((level, i) => {
-    for (let j = 0; j < level.blocks; j++) {
-      const path = `encoder.levels.${i}.blocks.${j}`;
-      h = L.resnet(h, path, C, size);
-      C = L.channels(`${path}.conv1`);
-      if (level.attns) h = L.attn(h, `encoder.levels.${i}.attns.${j}`, C, size);
-    }
+    ({ h, C } = L.levelBlocks(h, `encoder.levels.${i}`, level, C, size));
     if (level.resample) {
       // taming's Downsample: pad right and bottom by one, a stride-2 3×3 conv
       h = L.conv(h, `encoder.levels.${i}.resample`, size, { stride: 2, pads: [0, 0, 1, 1] });
@@ -176,12 +181,7 @@ function decoderGraph(L: Layers, z: string, size: number): string {
   const levels = L.levels('decoder');
   for (let i = levels.length - 1; i >= 0; i--) {
     const level = levels[i]!;
-    for (let j = 0; j < level.blocks; j++) {
-      const path = `decoder.levels.${i}.blocks.${j}`;
-      h = L.resnet(h, path, C, size);
-      C = L.channels(`${path}.conv1`);
-      if (level.attns) h = L.attn(h, `decoder.levels.${i}.attns.${j}`, C, size);
-    }
+    ({ h, C } = L.levelBlocks(h, `decoder.levels.${i}`, level, C, size));
     if (level.resample) {
       h = L.conv(L.t.upsample2x(h, [size, size]), `decoder.levels.${i}.resample`, 2 * size);
       size *= 2;
@@ -288,13 +288,7 @@ export class OrtVqganTrainer {
   }
 
   private feeds(part: VqganPart, weights: ReadonlyMap<string, Float32Array>): Record<string, OrtValue> {
-    const feeds: Record<string, OrtValue> = {};
-    for (const [path, shape] of this.shapes[part]) {
-      const data = weights.get(path);
-      if (!data) throw new Error(`OrtVqganTrainer: no ${part} weight ${path}`);
-      feeds[path] = { type: 'float32', data, dims: [...shape] };
-    }
-    return feeds;
+    return float32Feeds(this.shapes[part], weights, `OrtVqganTrainer (${part} weights)`);
   }
 
   private pixels(data: Float32Array, n: number): OrtValue {

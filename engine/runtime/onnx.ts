@@ -99,6 +99,20 @@ export interface OrtValue {
   dims: readonly number[];
 }
 
+/**
+ * Float32 feeds named by the keys of `shapes`, with `values` as their data: the weights of a
+ * training graph that takes them as inputs. A missing value is an error naming it (`what`: whose).
+ */
+export function float32Feeds(shapes: ReadonlyMap<string, readonly number[]>, values: ReadonlyMap<string, Float32Array>, what: string): Record<string, OrtValue> {
+  const feeds: Record<string, OrtValue> = {};
+  for (const [name, shape] of shapes) {
+    const data = values.get(name);
+    if (!data) throw new Error(`${what}: no value for ${name}`);
+    feeds[name] = { type: 'float32', data, dims: [...shape] };
+  }
+  return feeds;
+}
+
 /** What a session says about one of its inputs or outputs. */
 export interface OrtIoInfo {
   name: string;
