@@ -2,7 +2,8 @@
  * Training batches drawn in a worker thread while the main thread trains, for the trainer on
  * onnxruntime (train-clip.ts --engine onnx): its session runs block the main thread, and drawing
  * a batch of 64 pictures takes about as long as a step's backward pass, so drawing the next batch
- * beside the step nearly halves a step's time on two cores.
+ * beside the step nearly halves a step's time on two cores. The worker runs at the lowest
+ * priority (yieldToTraining).
  *
  * @example
  * const prefetch = await BatchPrefetcher.start(preprocess);
@@ -10,6 +11,8 @@
  * const batch = await prefetch.take(1);
  * await prefetch.close();
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import type { ClipPreprocess } from '../io/images';
 import { ClipTokenizer } from '../models/tokenizer';
@@ -93,9 +96,26 @@ export class BatchPrefetcher {
   }
 }
 
+/**
+ * Lower this worker thread's scheduling priority (Linux: nice 19 on the thread's own id), so
+ * that onnxruntime's threads, which wait for their slowest member at every op, are not
+ * preempted by the drawing; the worker then draws in the time the step leaves idle. Measured
+ * on 2 cores (stop 19): ~8 % faster steps. Elsewhere, where a thread has no id of its own to
+ * give, it does nothing (os.setPriority there would slow the whole process).
+ */
+function yieldToTraining(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 19);
+  } catch {
+    // no /proc/thread-self: not Linux, or no procfs
+  }
+}
+
 if (isBatchWorker()) {
   const { pre } = (workerData as { batchWorker: { pre: ClipPreprocess } }).batchWorker;
   const tok = await ClipTokenizer.load();
+  yieldToTraining();
   parentPort!.on('message', ({ key, request }: { key: number; request: BatchRequest }) => {
     try {
       const { seed, index, ...opts } = request;

@@ -104,18 +104,38 @@ export function extraCaptions(s: WorldSample): string[] {
  */
 export function contrastTwin(image: RgbImage): RgbImage {
   const { width: w, height: h, data } = image;
-  const border: number[][] = [[], [], []];
-  const take = (x: number, y: number) => { for (let c = 0; c < 3; c++) border[c]!.push(data[(y * w + x) * 3 + c]!); };
+  // the median of each channel over the border pixels, from a histogram (the values are bytes)
+  const hist = [new Int32Array(256), new Int32Array(256), new Int32Array(256)];
+  const take = (x: number, y: number) => { for (let c = 0; c < 3; c++) hist[c]![data[(y * w + x) * 3 + c]!]!++; };
   for (let x = 0; x < w; x++) { take(x, 0); take(x, h - 1); }
   for (let y = 1; y < h - 1; y++) { take(0, y); take(w - 1, y); }
-  const bg = border.map((b) => b.sort((p, q) => p - q)[b.length >> 1]!);
-  const out = new Uint8ClampedArray(data.length);
+  const count = 2 * w + 2 * (h - 2);
+  const bg = hist.map((hc) => {
+    let v = 0;
+    for (let seen = hc[0]!; seen <= count >> 1; seen += hc[++v]!);
+    return v;
+  });
+  const ink = twinInk();
+  const out = new Uint8Array(data.length);
   for (let o = 0; o < data.length; o += 3) {
-    // distance 128 (e.g. a mid-gray shape on white) or more is full black
-    const v = 255 - 2 * Math.hypot(data[o]! - bg[0]!, data[o + 1]! - bg[1]!, data[o + 2]! - bg[2]!);
-    out[o] = out[o + 1] = out[o + 2] = v; // clamped to 0..255
+    const r = data[o]! - bg[0]!, g = data[o + 1]! - bg[1]!, b = data[o + 2]! - bg[2]!;
+    out[o] = out[o + 1] = out[o + 2] = ink[r * r + g * g + b * b]!;
   }
-  return { width: w, height: h, data: new Uint8Array(out.buffer) };
+  return { width: w, height: h, data: out };
+}
+
+let inkTable: Uint8ClampedArray | undefined;
+
+/**
+ * A twin pixel's grey for each squared RGB distance from the background: 255 − 2·distance,
+ * so a distance of 128 (e.g. a mid-gray shape on white) or more is full black.
+ */
+function twinInk(): Uint8ClampedArray {
+  if (!inkTable) {
+    inkTable = new Uint8ClampedArray(3 * 255 * 255 + 1);
+    for (let d2 = 0; d2 < inkTable.length; d2++) inkTable[d2] = 255 - 2 * Math.sqrt(d2); // clamped and rounded as stored
+  }
+  return inkTable;
 }
 
 export interface ClipBatch {

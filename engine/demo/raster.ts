@@ -156,23 +156,11 @@ export interface Finish {
  * const rgb = finishCanvas(c, { blur: 0, noiseSigma: 0, noiseSeed: 1 });
  */
 export function finishCanvas(c: Canvas, finish: Finish): Uint8Array {
-  const { size, ss, side, data } = c;
-  let img: Float32Array = new Float32Array(size * size * 3);
-  const inv = 1 / (ss * ss), rowLen = size * 3;
-  for (let y = 0; y < size; y++) {
-    const q0 = y * rowLen;
-    for (let j = 0; j < ss; j++) {
-      let p = (y * ss + j) * side * 3;
-      for (let q = q0; q < q0 + rowLen; q += 3) {
-        let r = 0, g = 0, b = 0;
-        for (let i = 0; i < ss; i++, p += 3) { r += data[p]!; g += data[p + 1]!; b += data[p + 2]!; }
-        img[q] = img[q]! + r; img[q + 1] = img[q + 1]! + g; img[q + 2] = img[q + 2]! + b;
-      }
-    }
-  }
+  let img = boxDownscale(c);
+  const inv = 1 / (c.ss * c.ss);
   // sigma² adds up over passes; each 3-tap pass gives at most 2·0.3 = 0.6
   const passes = Math.ceil((finish.blur * finish.blur) / 0.6);
-  for (let k = 0; k < passes; k++) img = blur3(img, size, (finish.blur * finish.blur) / passes / 2);
+  for (let k = 0; k < passes; k++) img = blur3(img, c.size, (finish.blur * finish.blur) / passes / 2);
   const out = new Uint8Array(img.length);
   const sigma = finish.noiseSigma * Math.sqrt(6) / 4294967296; // (u1 + u2 − 1)·√6 has unit variance
   let state = (finish.noiseSeed | 0) || 1;
@@ -189,6 +177,48 @@ export function finishCanvas(c: Canvas, finish: Finish): Uint8Array {
     out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
   }
   return out;
+}
+
+/**
+ * The sum of each output pixel's ss × ss samples, as float32: each supersampled row's samples
+ * added in double precision, the rows accumulated in float32 (the order fixes the rounding,
+ * and so every training picture). Specialised for ss 1–3, the ones the world uses.
+ */
+function boxDownscale(c: Canvas): Float32Array {
+  const { size, ss, side, data } = c;
+  if (ss === 1) return data.slice(0, size * size * 3);
+  const img = new Float32Array(size * size * 3);
+  const f = Math.fround;
+  for (let y = 0; y < size; y++) {
+    const r0 = y * ss * side * 3, q0 = y * size * 3;
+    for (let x = 0; x < size; x++) {
+      const q = q0 + x * 3;
+      for (let ch = 0; ch < 3; ch++) {
+        let p = r0 + x * ss * 3 + ch;
+        let acc: number;
+        if (ss === 2) {
+          acc = f(data[p]! + data[p + 3]!);
+          p += side * 3;
+          acc = f(acc + (data[p]! + data[p + 3]!));
+        } else if (ss === 3) {
+          acc = f(data[p]! + data[p + 3]! + data[p + 6]!);
+          p += side * 3;
+          acc = f(acc + (data[p]! + data[p + 3]! + data[p + 6]!));
+          p += side * 3;
+          acc = f(acc + (data[p]! + data[p + 3]! + data[p + 6]!));
+        } else {
+          acc = 0;
+          for (let j = 0; j < ss; j++, p += side * 3) {
+            let r = 0;
+            for (let i = 0; i < ss; i++) r += data[p + i * 3]!;
+            acc = f(acc + r);
+          }
+        }
+        img[q + ch] = acc;
+      }
+    }
+  }
+  return img;
 }
 
 /**
