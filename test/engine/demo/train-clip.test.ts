@@ -16,7 +16,7 @@ import { BatchPrefetcher } from '../../../engine/demo/batch-worker';
 import { createRng } from '../../../engine/demo/rng';
 import { renderSampleSync, worldVocabulary } from '../../../engine/demo/world';
 import { readSafetensors } from '../../../engine/io/safetensors';
-import { toClipPixels } from '../../../engine/io/images';
+import { toClipPixels, type RgbImage } from '../../../engine/io/images';
 import { encodeText, loadClip } from '../../../engine/models/clip';
 import { clipWeightsToStateDict, weightTensors } from '../../../engine/models/clip-weights';
 import { ClipTokenizer } from '../../../engine/models/tokenizer';
@@ -281,4 +281,24 @@ test('the batch worker draws the same batch as clipBatch, and a bad request is a
   } finally {
     await prefetch.close();
   }
+});
+
+test('the contrast twin is its definition, byte for byte: border median, 255 − 2·RGB distance, clamped', () => {
+  // The definition, as plainly as it reads; contrastTwin takes a histogram and an ink table.
+  const reference = ({ width: w, height: h, data }: RgbImage): Uint8Array => {
+    const border: number[][] = [[], [], []];
+    const take = (x: number, y: number) => { for (let c = 0; c < 3; c++) border[c]!.push(data[(y * w + x) * 3 + c]!); };
+    for (let x = 0; x < w; x++) { take(x, 0); take(x, h - 1); }
+    for (let y = 1; y < h - 1; y++) { take(0, y); take(w - 1, y); }
+    const bg = border.map((b) => b.sort((p, q) => p - q)[b.length >> 1]!);
+    const out = new Uint8ClampedArray(data.length);
+    for (let o = 0; o < data.length; o += 3) out[o] = out[o + 1] = out[o + 2] = 255 - 2 * Math.hypot(data[o]! - bg[0]!, data[o + 1]! - bg[1]!, data[o + 2]! - bg[2]!);
+    return new Uint8Array(out.buffer);
+  };
+  const pictures: RgbImage[] = [];
+  for (let i = 0; i < 24; i++) pictures.push(renderSampleSync(createRng(500 + i), { size: i % 2 ? 128 : 64, kind: 'scene' }).image);
+  let state = 99;
+  const byte = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 24);
+  for (const [w, h] of [[7, 5], [40, 3], [33, 64]] as const) pictures.push({ width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, byte) });
+  for (const p of pictures) assert.deepEqual(contrastTwin(p).data, reference(p), `${p.width}×${p.height}`);
 });

@@ -139,3 +139,23 @@ test('every doodle subject draws dark strokes on light paper, captioned with its
   // the same subject is not drawn the same way twice
   assert.notDeepEqual(samples[0]!.image.data, samples[1]!.image.data);
 });
+
+test('the canvas downscale is the box filter as defined: rows of samples in double, accumulated in float32', async () => {
+  const { createCanvas, finishCanvas } = await import('../../../engine/demo/raster');
+  let state = 7;
+  const next = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (const ss of [1, 2, 3, 4]) {
+    const size = 9;
+    const c = createCanvas(size, ss, [0, 0, 0], true);
+    for (let i = 0; i < c.data.length; i++) c.data[i] = Math.fround(next() * 255); // fractional, as soft edges leave them
+    // the definition: each output pixel's ss rows, each row's ss samples summed in double, the rows in float32
+    const sums = new Float32Array(size * size * 3);
+    for (let y = 0; y < size; y++) for (let j = 0; j < ss; j++) for (let x = 0; x < size; x++) for (let ch = 0; ch < 3; ch++) {
+      let r = 0;
+      for (let i = 0; i < ss; i++) r += c.data[((y * ss + j) * c.side + x * ss + i) * 3 + ch]!;
+      sums[(y * size + x) * 3 + ch] = sums[(y * size + x) * 3 + ch]! + r;
+    }
+    const expected = Uint8Array.from(sums, (s) => Math.min(255, Math.max(0, Math.round(s * (1 / (ss * ss))))));
+    assert.deepEqual(finishCanvas(c, { blur: 0, noiseSigma: 0, noiseSeed: 1 }), expected, `ss ${ss}`);
+  }
+});
