@@ -108,8 +108,8 @@ the features. They are used in training only and not saved: the bundled model is
 sits at chance for its first ~15,000 pictures (measured: 8-way shape accuracy 13 % → 20 % only
 around picture 14,000). On tfjs-wasm, whose batched attention matmuls run at ~1 GFLOPS, patch 16
 trains about 4× more pictures per second than patch 8 (image tower alone: 58 vs 15 pictures/s),
-so the same minutes buy far more of the pictures it needs. On the onnx engine the gap is 2.2×
-(104 vs 47 pictures/s for this recipe), and patch 8 learns more per picture (shape 36 % against
+so the same minutes buy far more of the pictures it needs. On the onnx engine the gap was 2.2×
+(104 vs 47 pictures/s for this recipe, measured before batches drew faster), and patch 8 learns more per picture (shape 36 % against
 24.5 % at step 1,000), but patch 16 reaches step 2,000 in the same 22 minutes and reads as well
 or better there (shape 36.5 %, doodles 57 % against 37 %, recall@1 of a fitting picture 64 %
 against 53 %).` : ''}${t.visionLrScale !== undefined && t.visionLrScale !== 1 ? `
