@@ -109,7 +109,7 @@ export function contrastTwin(image: RgbImage): RgbImage {
   const take = (x: number, y: number) => { for (let c = 0; c < 3; c++) hist[c]![data[(y * w + x) * 3 + c]!]!++; };
   for (let x = 0; x < w; x++) { take(x, 0); take(x, h - 1); }
   for (let y = 1; y < h - 1; y++) { take(0, y); take(w - 1, y); }
-  const count = 2 * w + 2 * (h - 2);
+  const count = hist[0]!.reduce((n, k) => n + k, 0); // a one-row picture takes its row twice
   const bg = hist.map((hc) => {
     let v = 0;
     for (let seen = hc[0]!; seen <= count >> 1; seen += hc[++v]!);

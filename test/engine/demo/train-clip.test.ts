@@ -299,6 +299,6 @@ test('the contrast twin is its definition, byte for byte: border median, 255 −
   for (let i = 0; i < 24; i++) pictures.push(renderSampleSync(createRng(500 + i), { size: i % 2 ? 128 : 64, kind: 'scene' }).image);
   let state = 99;
   const byte = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 24);
-  for (const [w, h] of [[7, 5], [40, 3], [33, 64]] as const) pictures.push({ width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, byte) });
+  for (const [w, h] of [[7, 5], [40, 3], [33, 64], [9, 1], [1, 6], [2, 2]] as const) pictures.push({ width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, byte) });
   for (const p of pictures) assert.deepEqual(contrastTwin(p).data, reference(p), `${p.width}×${p.height}`);
 });
